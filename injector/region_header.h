@@ -1,0 +1,43 @@
+/*
+ * The header in the first page of every optd region. It is written into the
+ * target and read back by tools and by an optd that re-adopts its pages, so
+ * its layout is an interface: fixed size, fixed offsets, little endian.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPTD_REGION_MAGIC "optd-rgn" /* 8 bytes, no terminating NUL in the header */
+#define OPTD_REGION_MAGIC_LEN 8
+#define OPTD_REGION_VERSION 1
+#define OPTD_REGION_HEADER_PAGE 4096 /* the header owns the whole first page */
+
+struct optd_region_header {
+	char magic[OPTD_REGION_MAGIC_LEN];
+	uint32_t version;
+	uint32_t header_size;      /* sizeof(struct optd_region_header) */
+	uint64_t base;             /* address of the region (of this header) */
+	uint64_t size;             /* bytes, a multiple of the page size */
+	uint64_t code_offset;      /* code area, from base */
+	uint64_t code_size;        /* bytes reserved for code */
+	uint64_t code_used;        /* bytes of code written */
+	uint64_t reloc_offset;     /* relocation table, from base; 0 = none */
+	uint64_t reloc_count;      /* records in the table */
+	uint64_t owner_pid;        /* the optd that owns the region */
+	uint64_t owner_start_time; /* its start time in clock ticks after boot (/proc/PID/stat field 22) */
+	uint64_t generation;       /* bumped at every change of layout or address */
+	uint64_t flags;            /* OPTD_REGION_F_* */
+	uint8_t reserved[128 - 104];
+};
+
+#define OPTD_REGION_F_HUGEPAGE 0x1 /* MADV_HUGEPAGE was applied to the code area */
+
+_Static_assert(sizeof(struct optd_region_header) == 128, "region header is 128 bytes");
+_Static_assert(offsetof(struct optd_region_header, version) == 8, "version at 8");
+_Static_assert(offsetof(struct optd_region_header, base) == 16, "base at 16");
+_Static_assert(offsetof(struct optd_region_header, size) == 24, "size at 24");
+_Static_assert(offsetof(struct optd_region_header, code_offset) == 32, "code_offset at 32");
+_Static_assert(offsetof(struct optd_region_header, owner_pid) == 72, "owner_pid at 72");
+_Static_assert(offsetof(struct optd_region_header, generation) == 88, "generation at 88");
+_Static_assert(offsetof(struct optd_region_header, flags) == 96, "flags at 96");
