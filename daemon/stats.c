@@ -1,0 +1,116 @@
+/*
+ * Statistics: one JSON object per run, written atomically (temporary file
+ * and rename) so a reader never sees half of it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "log.h"
+#include "stats.h"
+#include "supervisor.h"
+#include "util.h"
+
+static int shell_status(int wait_status)
+{
+	return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+}
+
+static struct json_object *stats_json(const struct supervisor *sv)
+{
+	const struct target *root = sv->root;
+	struct json_object *o = json_object_new_object();
+	struct json_object *region = json_object_new_object();
+	uint64_t base = 0, bytes = 0, huge = 0;
+
+	if (root->region) {
+		base = root->region->base;
+		bytes = root->region->size;
+		huge = root->region->huge_pages;
+	} else if (sv->last_region.size) {
+		base = sv->last_region.base;
+		bytes = sv->last_region.size;
+		huge = sv->last_region.huge_pages;
+	}
+	json_object_object_add(o, "pid", json_object_new_int(root->pid));
+	json_object_object_add(o, "exit_status",
+			       root->exited ? json_object_new_int(shell_status(root->wait_status)) : NULL);
+	json_object_object_add(region, "address", json_object_new_uint64(base));
+	json_object_object_add(region, "bytes", json_object_new_uint64(bytes));
+	json_object_object_add(region, "pages", json_object_new_uint64(bytes / 4096));
+	json_object_object_add(region, "moves", json_object_new_uint64(0));
+	json_object_object_add(region, "huge_pages", json_object_new_uint64(huge));
+	json_object_object_add(o, "region", region);
+	json_object_object_add(o, "attach_pause_us", json_object_new_uint64(root->attach_pause_us));
+	json_object_object_add(o, "detach_pause_us", json_object_new_uint64(root->detach_pause_us));
+	json_object_object_add(o, "threads", json_object_new_uint64(root->max_threads));
+	json_object_object_add(o, "processes", json_object_new_uint64(sv->nprocesses));
+	json_object_object_add(o, "exec_injections", json_object_new_uint64(sv->exec_injections));
+	return o;
+}
+
+static int write_json(const char *path, struct json_object *o)
+{
+	char tmp[4096];
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	_cleanup_fclose_ FILE *f = NULL;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, getpid()) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	f = fopen(tmp, "we");
+	if (!f)
+		return negerrno();
+	if (fprintf(f, "%s\n", text) < 0 || fflush(f) != 0) {
+		int r = negerrno();
+		unlink(tmp);
+		return r;
+	}
+	if (rename(tmp, path) < 0) {
+		int r = negerrno();
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+static void print_summary(const struct supervisor *sv)
+{
+	const struct target *root = sv->root;
+	char fate[96];
+	uint64_t bytes = sv->last_region.size;
+
+	if (root->exited && WIFEXITED(root->wait_status))
+		snprintf(fate, sizeof(fate), "exited with status %d", WEXITSTATUS(root->wait_status));
+	else if (root->exited)
+		snprintf(fate, sizeof(fate), "was killed by signal %d (%s)", WTERMSIG(root->wait_status),
+			 strsignal(WTERMSIG(root->wait_status)));
+	else if (sv->detached)
+		snprintf(fate, sizeof(fate), "was detached and runs on");
+	else
+		snprintf(fate, sizeof(fate), "was left");
+	log_info("%d %s; region %#" PRIx64 " (%" PRIu64 " KiB, %" PRIu64 " huge pages); "
+		 "attach pause %" PRIu64 " us, detach pause %" PRIu64 " us; %zu threads, %zu processes",
+		 root->pid, fate, sv->last_region.base, bytes >> 10, sv->last_region.huge_pages,
+		 root->attach_pause_us, root->detach_pause_us, root->max_threads, sv->nprocesses);
+}
+
+void stats_finish(struct supervisor *sv, int optd_status)
+{
+	struct json_object *o;
+	int r;
+
+	(void)optd_status;
+	if (sv->opt->stats_path) {
+		o = stats_json(sv);
+		r = o ? write_json(sv->opt->stats_path, o) : -ENOMEM;
+		json_object_put(o);
+		if (r < 0)
+			log_error("cannot write statistics to %s: %s", sv->opt->stats_path, strerror(-r));
+	}
+	print_summary(sv);
+}

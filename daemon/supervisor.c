@@ -1,0 +1,655 @@
+/*
+ * The supervisor: launches or attaches to the target, injects optd's region,
+ * runs the libevent loop that reaps every ptrace stop (tmux's SIGCHLD habit:
+ * one callback that loops waitpid(-1, WNOHANG | __WALL) until it is empty),
+ * follows threads, forks and execs, and detaches at the end.
+ *
+ * Policy lives here; the injector only does what it is told.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "maps.h"
+#include "optd.h"
+#include "procfs.h"
+#include "region.h"
+#include "stats.h"
+#include "supervisor.h"
+#include "syscall.h"
+#include "target.h"
+#include "util.h"
+
+#define STACK_GUARD_GAP (1ULL << 20)
+
+const char *target_state_name(enum target_state s)
+{
+	static const char *const names[] = {
+		[TARGET_ATTACHING] = "attaching", [TARGET_INJECTING] = "injecting",
+		[TARGET_RUNNING] = "running",     [TARGET_DETACHING] = "detaching",
+		[TARGET_GONE] = "gone",
+	};
+	return s < ARRAY_SIZE(names) ? names[s] : "?";
+}
+
+uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ---- targets ---- */
+
+static int target_new(struct supervisor *sv, struct inj_process *proc, bool root, struct target **ret)
+{
+	struct target *tg = calloc(1, sizeof(*tg));
+
+	if (!tg)
+		return -ENOMEM;
+	tg->sv = sv;
+	tg->pid = proc->pid;
+	tg->proc = proc;
+	tg->root = root;
+	tg->state = TARGET_ATTACHING;
+	tg->max_threads = proc->nthreads;
+	tg->next = sv->targets;
+	sv->targets = tg;
+	sv->nprocesses++;
+	*ret = tg;
+	return 0;
+}
+
+/* Drops the target's tracing state; the root's record stays for the statistics. */
+static void target_release(struct target *tg)
+{
+	struct supervisor *sv = tg->sv;
+
+	if (tg->root && tg->region)
+		sv->last_region = *tg->region;
+	inj_process_free(tg->proc);
+	tg->proc = NULL;
+	inj_region_free(tg->region);
+	tg->region = NULL;
+	tg->state = TARGET_GONE;
+	for (struct target **pp = &sv->targets; *pp; pp = &(*pp)->next) {
+		if (*pp == tg) {
+			*pp = tg->next;
+			break;
+		}
+	}
+	if (!tg->root)
+		free(tg);
+}
+
+static struct target *find_thread(struct supervisor *sv, pid_t tid, struct inj_thread **ret_thread)
+{
+	for (struct target *tg = sv->targets; tg; tg = tg->next) {
+		struct inj_thread *t = inj_process_thread(tg->proc, tid);
+		if (t) {
+			*ret_thread = t;
+			return tg;
+		}
+	}
+	return NULL;
+}
+
+static void target_note_threads(struct target *tg)
+{
+	if (tg->proc && tg->proc->nthreads > tg->max_threads)
+		tg->max_threads = tg->proc->nthreads;
+	if (tg->proc && tg->proc->nthreads > tg->sv->max_threads_seen)
+		tg->sv->max_threads_seen = tg->proc->nthreads;
+}
+
+/*
+ * Places and creates the region in a target whose world is stopped. The
+ * region must reach the main executable (the module the copier works on
+ * first) with rel32.
+ */
+static int target_inject(struct target *tg)
+{
+	const struct optd_options *opt = tg->sv->opt;
+	struct inj_thread *t = inj_process_pick_thread(tg->proc);
+	struct maps *m = NULL;
+	struct inj_place_policy policy = {
+		.heap_reserve = opt->heap_reserve,
+		.stack_guard_gap = STACK_GUARD_GAP,
+		.gap = 4096,
+	};
+	uint64_t near_start = 0, near_end = 0, addr = opt->arena_at;
+	uint64_t size = opt->region_size;
+	uint64_t align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : 4096;
+	struct procfs_stat ps;
+	int r;
+
+	if (!t)
+		return -ESRCH;
+	tg->state = TARGET_INJECTING;
+	r = maps_read(tg->pid, &m);
+	if (r < 0)
+		return r;
+	if (procfs_read_stat(tg->pid, &ps) == 0 && ps.start_code) {
+		const struct maps_entry *e = maps_find(m, ps.start_code);
+		if (e && e->path)
+			(void)maps_span_of(m, e->path, &near_start, &near_end);
+	}
+	if (!addr) {
+		r = inj_region_find_place(t, m, near_start, near_end, size, align, &policy, &addr);
+		if (r == -ENOSPC && align > 4096)
+			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy, &addr);
+	}
+	maps_free(m);
+	if (r < 0)
+		return r;
+	r = inj_region_create(t, addr, size, &tg->region);
+	if (r < 0)
+		return r;
+	if (tg->root)
+		tg->sv->last_region = *tg->region;
+	tg->state = TARGET_RUNNING;
+	return 0;
+}
+
+static void report_inject_failure(struct target *tg, int r)
+{
+	if (r == -ESRCH)
+		return;
+	if (r == -EEXIST && tg->sv->opt->arena_at)
+		log_error("cannot place the region of %d at %#" PRIx64 ": that range is in use", tg->pid,
+			  tg->sv->opt->arena_at);
+	else if (r == -ENOSPC)
+		log_error("cannot place the region of %d: no free range of %" PRIu64 " KiB within reach of its executable",
+			  tg->pid, tg->sv->opt->region_size >> 10);
+	else
+		log_error("cannot inject into %d: %s", tg->pid, strerror(-r));
+}
+
+/* ---- children and events ---- */
+
+static int child_target(struct supervisor *sv, struct target *parent, const struct inj_child *c,
+			bool carries_region, struct target **ret);
+
+/* Takes the children the injector queued during a stop and makes targets of them. */
+static void adopt_queued_children(struct target *tg, bool carry_region)
+{
+	struct inj_process *p = tg->proc;
+
+	for (size_t i = 0; i < p->nchildren; i++) {
+		struct target *ct;
+		if (child_target(tg->sv, tg, &p->children[i], carry_region, &ct) < 0)
+			log_warn("cannot follow child %d of %d", p->children[i].pid, tg->pid);
+	}
+	p->nchildren = 0;
+}
+
+/*
+ * A new process forked by parent. It is already traced (auto-attached). A
+ * fork child holds a copy of the parent's region, if the parent had one when
+ * it forked; a vfork child borrows the parent's address space until it execs
+ * or exits, so it owns nothing to remove.
+ */
+static int child_target(struct supervisor *sv, struct target *parent, const struct inj_child *c,
+			bool carries_region, struct target **ret)
+{
+	struct inj_process *proc = NULL;
+	struct target *tg;
+	struct inj_thread *t;
+	int status, r;
+
+	r = inj_process_adopt(c->pid, &parent->proc->settings, INJ_RUNNING, 0, &proc);
+	if (r < 0)
+		return r;
+	proc->resume_with_syscall = parent->proc->resume_with_syscall;
+	t = proc->threads[0];
+	t->new_thread = true;
+	r = target_new(sv, proc, false, &tg);
+	if (r < 0) {
+		inj_process_free(proc);
+		return r;
+	}
+	if (c->event == PTRACE_EVENT_VFORK) {
+		tg->mm_owner = parent;
+	} else if (carries_region && parent->region) {
+		tg->region = malloc(sizeof(*tg->region));
+		if (tg->region)
+			*tg->region = *parent->region;
+	}
+	tg->state = TARGET_RUNNING;
+	log_debug("following %s child %d of %d%s", c->event == PTRACE_EVENT_VFORK ? "vfork" : "fork",
+		  c->pid, parent->pid, tg->region ? " (with region)" : "");
+
+	if (inj_early_stop_take(c->pid, &status)) {
+		struct inj_stop st;
+		if (inj_stop_decode(c->pid, status, &st) == 0 && st.kind != INJ_GONE) {
+			inj_thread_note_stop(t, &st);
+			(void)inj_thread_resume(t);
+		}
+	}
+	*ret = tg;
+	return 0;
+}
+
+static void target_exited(struct target *tg, int status)
+{
+	struct supervisor *sv = tg->sv;
+
+	tg->exited = true;
+	tg->wait_status = status;
+	log_debug("%d %s %d", tg->pid, WIFEXITED(status) ? "exited with" : "killed by signal",
+		  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	/* vfork children that borrowed its address space no longer do. */
+	for (struct target *o = sv->targets; o; o = o->next)
+		if (o->mm_owner == tg)
+			o->mm_owner = NULL;
+	bool root = tg->root;
+	target_release(tg);
+	if (root)
+		supervisor_root_gone(sv);
+}
+
+/* An execve replaced the address space: the old region went with it. */
+static void target_exec(struct target *tg, struct inj_thread *t)
+{
+	struct supervisor *sv = tg->sv;
+	uint64_t t0 = now_us();
+	int r;
+
+	inj_process_exec_reset(tg->proc, t);
+	inj_region_free(tg->region);
+	tg->region = NULL;
+	tg->mm_owner = NULL;
+	/* The thread is stopped at its exec event and is the only one: the world is stopped. */
+	r = target_inject(tg);
+	if (r < 0) {
+		report_inject_failure(tg, r);
+		tg->state = TARGET_RUNNING;
+	}
+	if (tg->root)
+		tg->attach_pause_us = now_us() - t0;
+	sv->exec_injections += r == 0;
+}
+
+static void handle_event(struct target *tg, struct inj_thread *t, const struct inj_stop *st)
+{
+	struct supervisor *sv = tg->sv;
+	struct inj_child c = {.pid = (pid_t)st->msg, .parent_tid = t->tid, .event = st->event};
+	struct target *ct;
+	int status;
+
+	switch (st->event) {
+	case PTRACE_EVENT_CLONE: {
+		struct inj_thread *nt;
+		if (!procfs_is_thread_of(tg->pid, c.pid)) {
+			(void)child_target(sv, tg, &c, true, &ct);
+			break;
+		}
+		if (inj_process_thread(tg->proc, c.pid) ||
+		    inj_process_add_thread(tg->proc, c.pid, INJ_RUNNING, &nt) < 0)
+			break;
+		nt->new_thread = true;
+		target_note_threads(tg);
+		if (inj_early_stop_take(c.pid, &status)) {
+			struct inj_stop nst;
+			if (inj_stop_decode(c.pid, status, &nst) == 0 && nst.kind != INJ_GONE) {
+				inj_thread_note_stop(nt, &nst);
+				(void)inj_thread_resume(nt);
+			}
+		}
+		break;
+	}
+	case PTRACE_EVENT_FORK:
+	case PTRACE_EVENT_VFORK:
+		(void)child_target(sv, tg, &c, true, &ct);
+		break;
+	case PTRACE_EVENT_EXEC:
+		target_exec(tg, t);
+		break;
+	default:
+		break;
+	}
+}
+
+/* One wait status from the loop. */
+static void dispatch(struct supervisor *sv, pid_t tid, int status)
+{
+	struct inj_thread *t = NULL;
+	struct target *tg = find_thread(sv, tid, &t);
+	struct inj_stop st;
+
+	if (!tg) {
+		/*
+		 * A stop of a thread or child whose creator's event we have not
+		 * seen yet. Exits of unknown tids are threads killed by an exec.
+		 */
+		if (WIFSTOPPED(status) && inj_early_stop_park(tid, status) < 0)
+			log_warn("out of memory tracking new thread %d", tid);
+		return;
+	}
+	if (inj_stop_decode(tid, status, &st) < 0)
+		return; /* vanished; its exit status follows */
+	if (st.kind == INJ_GONE) {
+		inj_process_remove_thread(tg->proc, tid);
+		if (tid == tg->pid)
+			target_exited(tg, status);
+		return;
+	}
+	inj_thread_note_stop(t, &st);
+	if (st.kind == INJ_STOP_EVENT)
+		handle_event(tg, t, &st);
+	if (tg->state == TARGET_GONE)
+		return;
+	if (inj_thread_resume(t) == -ESRCH)
+		t->stop = INJ_RUNNING; /* its exit status is on its way */
+}
+
+static void on_sigchld(evutil_socket_t fd, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+	int status;
+	pid_t w;
+
+	(void)fd;
+	(void)what;
+	while ((w = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
+		dispatch(sv, w, status);
+		if (sv->done)
+			break;
+	}
+	if (sv->done)
+		event_base_loopbreak(sv->base);
+}
+
+/* ---- detach ---- */
+
+/*
+ * Stops the target's world, removes its region, detaches every thread.
+ * Children it forked meanwhile are taken along (they carry the region too).
+ */
+static int target_detach(struct target *tg)
+{
+	struct supervisor *sv = tg->sv;
+	uint64_t t0 = now_us();
+	int r;
+
+	tg->state = TARGET_DETACHING;
+	r = inj_process_stop(tg->proc);
+	if (r == -ESRCH) {
+		if (tg->proc->exited)
+			target_exited(tg, tg->proc->exit_status);
+		else
+			target_release(tg);
+		return 0;
+	}
+	if (r == -ECANCELED) {
+		/* An exec in the middle: the new image has no region of ours. */
+		inj_region_free(tg->region);
+		tg->region = NULL;
+		tg->mm_owner = NULL;
+		r = 0;
+	}
+	if (r < 0) {
+		log_error("cannot stop %d to detach: %s", tg->pid, strerror(-r));
+		return r;
+	}
+	adopt_queued_children(tg, true);
+	if (tg->region && !tg->mm_owner) {
+		struct inj_thread *t = inj_process_pick_thread(tg->proc);
+		r = t ? inj_region_remove(t, tg->region) : -ESRCH;
+		if (r < 0 && r != -ESRCH)
+			log_error("cannot remove the region from %d: %s", tg->pid, strerror(-r));
+	}
+	r = inj_process_detach(tg->proc);
+	tg->detach_pause_us = now_us() - t0;
+	if (tg->root)
+		sv->detached = true;
+	target_release(tg);
+	return r == -ESRCH ? 0 : r;
+}
+
+void supervisor_detach_all(struct supervisor *sv)
+{
+	/* Detaching can adopt children, which land at the head of the list. */
+	while (sv->targets) {
+		struct target *tg = sv->targets;
+		/* Prefer processes that own their address space; vfork children go first. */
+		for (struct target *o = sv->targets; o; o = o->next)
+			if (o->mm_owner) {
+				tg = o;
+				break;
+			}
+		if (target_detach(tg) < 0 && tg->state != TARGET_GONE)
+			target_release(tg);
+	}
+}
+
+void supervisor_root_gone(struct supervisor *sv)
+{
+	/* Whatever it forked and left running is let go, cleanly. */
+	if (sv->targets)
+		supervisor_detach_all(sv);
+	sv->done = true;
+}
+
+static void on_detach_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct supervisor *sv = arg;
+
+	(void)what;
+	if (sv->opt->mode == OPTD_MODE_RUN) {
+		/* optd run passes termination requests on, like a shell's foreground job. */
+		if (sv->root && sv->root->state != TARGET_GONE)
+			kill(sv->root->pid, (int)sig);
+		return;
+	}
+	log_debug("signal %d: detaching", (int)sig);
+	supervisor_detach_all(sv);
+	sv->done = true;
+	event_base_loopbreak(sv->base);
+}
+
+/* ---- the loop ---- */
+
+static int supervisor_loop(struct supervisor *sv)
+{
+	int r = event_base_dispatch(sv->base);
+
+	if (r < 0) {
+		log_error("event loop failed");
+		return -EIO;
+	}
+	return 0;
+}
+
+static int supervisor_init(struct supervisor *sv, const struct optd_options *opt)
+{
+	/* optd run leaves SIGINT to the target: the terminal sends it to both. */
+	static const int detach_signals[] = {SIGTERM, SIGHUP, SIGINT};
+	size_t nsignals = opt->mode == OPTD_MODE_RUN ? 2 : 3;
+
+	memset(sv, 0, sizeof(*sv));
+	sv->opt = opt;
+	sv->base = event_base_new();
+	if (!sv->base)
+		return -ENOMEM;
+	sv->ev_chld = evsignal_new(sv->base, SIGCHLD, on_sigchld, sv);
+	if (!sv->ev_chld || evsignal_add(sv->ev_chld, NULL) < 0)
+		return -EIO;
+	for (size_t i = 0; i < nsignals; i++) {
+		sv->ev_sig[i] = evsignal_new(sv->base, detach_signals[i], on_detach_signal, sv);
+		if (!sv->ev_sig[i] || evsignal_add(sv->ev_sig[i], NULL) < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+static void supervisor_fini(struct supervisor *sv)
+{
+	if (sv->ev_chld)
+		event_free(sv->ev_chld);
+	for (size_t i = 0; i < ARRAY_SIZE(sv->ev_sig); i++)
+		if (sv->ev_sig[i])
+			event_free(sv->ev_sig[i]);
+	if (sv->base)
+		event_base_free(sv->base);
+	while (sv->targets)
+		target_release(sv->targets);
+	free(sv->root);
+}
+
+static unsigned long ptrace_options(bool exitkill)
+{
+	unsigned long o = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |
+			  PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP;
+	return exitkill ? o | PTRACE_O_EXITKILL : o;
+}
+
+/* ---- optd --pid ---- */
+
+static int attach_main(struct supervisor *sv)
+{
+	const struct optd_options *opt = sv->opt;
+	struct inj_settings settings = {.options = ptrace_options(false)};
+	struct inj_process *proc = NULL;
+	struct target *tg;
+	pid_t pid;
+	uint64_t t0;
+	int r;
+
+	r = procfs_check_attachable(opt->pid, &pid);
+	if (r != OPTD_EXIT_OK)
+		return r;
+	r = inj_process_seize(pid, &settings, &proc);
+	if (r < 0)
+		return procfs_explain_seize_error(pid, r);
+	r = target_new(sv, proc, true, &tg);
+	if (r < 0) {
+		log_error("out of memory");
+		return OPTD_EXIT_OSERR;
+	}
+	sv->root = tg;
+
+	t0 = now_us();
+	r = inj_process_stop(proc);
+	if (r == -ECANCELED)
+		r = 0; /* it exec'd while we attached: inject into the new image */
+	if (r == -ESRCH) {
+		log_error("%d exited while optd was attaching", pid);
+		return OPTD_EXIT_TARGET_GONE;
+	}
+	if (r < 0) {
+		log_error("cannot stop %d: %s", pid, strerror(-r));
+		supervisor_detach_all(sv);
+		return OPTD_EXIT_SOFTWARE;
+	}
+	target_note_threads(tg);
+	adopt_queued_children(tg, false);
+	r = target_inject(tg);
+	if (r < 0) {
+		report_inject_failure(tg, r);
+		if (r == -ESRCH) {
+			log_error("%d exited while optd was injecting", pid);
+			return OPTD_EXIT_TARGET_GONE;
+		}
+		supervisor_detach_all(sv);
+		return OPTD_EXIT_SOFTWARE;
+	}
+	r = inj_process_resume(proc);
+	tg->attach_pause_us = now_us() - t0;
+	if (r < 0 && r != -ESRCH)
+		log_warn("resuming %d: %s", pid, strerror(-r));
+	log_info("attached to %d: region %#" PRIx64 "-%#" PRIx64 " r-x (%" PRIu64 " KiB)", pid,
+		 tg->region->base, tg->region->base + tg->region->size, tg->region->size >> 10);
+
+	r = supervisor_loop(sv);
+	return r < 0 ? OPTD_EXIT_SOFTWARE : OPTD_EXIT_OK;
+}
+
+/* ---- optd run ---- */
+
+static int run_main(struct supervisor *sv)
+{
+	const struct optd_options *opt = sv->opt;
+	struct inj_settings settings = {.options = ptrace_options(true)};
+	struct inj_process *proc = NULL;
+	struct target *tg;
+	struct launch l;
+	pid_t pid;
+	uint64_t t0;
+	int r;
+
+	r = launch_command(opt->argv, &settings, &l, &proc);
+	if (r != OPTD_EXIT_OK)
+		return r;
+	pid = l.pid;
+	r = target_new(sv, proc, true, &tg);
+	if (r < 0) {
+		kill(pid, SIGKILL);
+		log_error("out of memory");
+		return OPTD_EXIT_OSERR;
+	}
+	sv->root = tg;
+
+	/* Let it exec; the exec stop is the first instruction of the new image. */
+	r = launch_release(&l, proc);
+	if (r != OPTD_EXIT_OK) {
+		target_release(tg);
+		return r;
+	}
+
+	t0 = now_us();
+	r = target_inject(tg);
+	if (r < 0) {
+		report_inject_failure(tg, r);
+		if (r != -ESRCH) {
+			kill(pid, SIGKILL);
+			return OPTD_EXIT_SOFTWARE;
+		}
+	}
+	r = inj_process_resume(proc);
+	tg->attach_pause_us = now_us() - t0;
+	if (r < 0 && r != -ESRCH)
+		log_warn("resuming %d: %s", pid, strerror(-r));
+	if (tg->region)
+		log_debug("running %d: region %#" PRIx64 "-%#" PRIx64 " r-x", pid, tg->region->base,
+			  tg->region->base + tg->region->size);
+
+	r = supervisor_loop(sv);
+	if (r < 0)
+		return OPTD_EXIT_SOFTWARE;
+	if (!tg->exited)
+		return OPTD_EXIT_SOFTWARE;
+	return WIFEXITED(tg->wait_status) ? WEXITSTATUS(tg->wait_status)
+					  : 128 + WTERMSIG(tg->wait_status);
+}
+
+int supervisor_main(const struct optd_options *opt)
+{
+	struct supervisor sv;
+	int r, status;
+
+	r = supervisor_init(&sv, opt);
+	if (r < 0) {
+		log_error("cannot set up the event loop: %s", strerror(-r));
+		supervisor_fini(&sv);
+		return OPTD_EXIT_OSERR;
+	}
+	status = opt->mode == OPTD_MODE_RUN ? run_main(&sv) : attach_main(&sv);
+	if (sv.root)
+		stats_finish(&sv, status);
+	supervisor_fini(&sv);
+	return status;
+}

@@ -1,0 +1,34 @@
+/*
+ * Remote memory. Reads try process_vm_readv first and fall back to
+ * /proc/PID/mem (which reads through protections for a tracer). Writes try
+ * process_vm_writev (writable pages only), then /proc/PID/mem (writes through
+ * read-only protection, copy-on-write for private mappings), then
+ * PTRACE_POKEDATA when the kernel forbids /proc/PID/mem writes
+ * (proc_mem.force_override=never). POKEDATA needs a stopped thread.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "process.h"
+
+enum inj_mem_path {
+	INJ_MEM_VM = 0,   /* process_vm_readv/writev */
+	INJ_MEM_PROC_MEM, /* /proc/PID/mem */
+	INJ_MEM_POKE,     /* PTRACE_PEEKDATA/POKEDATA */
+};
+
+/* Reads len bytes. 0, -EFAULT if any byte is unmapped, -ESRCH, -errno. */
+int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len);
+
+/*
+ * Writes len bytes. 0, -EFAULT, -ESRCH, -errno. *ret_path (may be NULL) says
+ * which path succeeded. A stopped thread is needed only for the POKEDATA path.
+ */
+int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		  enum inj_mem_path *ret_path);
+
+/* Like inj_mem_write but only through the given path (tests, benchmarks). */
+int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t addr, const void *buf,
+		      size_t len);

@@ -1,0 +1,26 @@
+/*
+ * The one place that calls ptrace(2). Every request can be traced at the
+ * trace log level (-vv). Results: >= 0 on success (PEEK* results come back
+ * through *ret_word), -errno on failure.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/ptrace.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+long inj_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data);
+/* PTRACE_PEEKDATA without the errno ambiguity. */
+int inj_ptrace_peek(pid_t tid, uint64_t addr, uint64_t *ret_word);
+
+int inj_ptrace_getregs(pid_t tid, struct user_regs_struct *ret_regs);
+int inj_ptrace_setregs(pid_t tid, const struct user_regs_struct *regs);
+
+/* A readable name of a ptrace request, for logs. */
+const char *inj_ptrace_request_name(int request);
+
+/* Everything else goes through inj_ptrace() (DynamoRIO's choke-point habit). */
+#ifndef INJ_PTRACE_IMPL
+#define ptrace DO_NOT_USE_ptrace_use_inj_ptrace
+#endif

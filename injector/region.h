@@ -1,0 +1,59 @@
+/*
+ * optd's region in a target: a page-aligned anonymous mapping whose first
+ * page is the header (region_header.h) and whose rest is the code area.
+ * It is mapped read+write, written, and protected read+execute before any
+ * target thread could run it (W^X as the target sees it).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "maps.h"
+#include "process.h"
+#include "range.h"
+#include "region_header.h"
+
+#define INJ_HUGE_PAGE (2ULL << 20)
+
+struct inj_region {
+	uint64_t base;
+	uint64_t size;
+	uint64_t huge_pages; /* 2 MiB pages advised MADV_HUGEPAGE */
+	struct optd_region_header hdr; /* our copy of what the target holds */
+};
+
+/* The hazards of a target's address space as place_find() wants them. */
+struct inj_place_policy {
+	uint64_t heap_reserve;      /* bytes above the break kept free */
+	uint64_t stack_guard_gap;   /* the kernel's stack_guard_gap, 1 MiB by default */
+	uint64_t gap;               /* free bytes between the region and any mapping */
+	const struct rangeset *avoid;
+};
+
+/*
+ * Finds a place for size bytes within rel32 reach of [near_start, near_end)
+ * that keeps clear of the heap's growth (the current break, asked with a
+ * remote brk(0) through t), the stack's growth (RLIMIT_STACK plus the guard
+ * gap below the main stack) and mmap_min_addr. t must be stopped.
+ * 0 and *ret_addr, -ENOSPC, -ESRCH, -errno.
+ */
+int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t near_start,
+			  uint64_t near_end, uint64_t size, uint64_t align,
+			  const struct inj_place_policy *policy, uint64_t *ret_addr);
+
+/*
+ * Maps size bytes at exactly addr (MAP_FIXED_NOREPLACE), advises huge pages
+ * for every aligned 2 MiB it spans, writes the header and fills the code area
+ * with int3, then protects it r-x. Needs t stopped. On failure the target is
+ * left as it was. 0, -EEXIST (addr is taken), -ESRCH, -errno.
+ */
+int inj_region_create(struct inj_thread *t, uint64_t addr, uint64_t size, struct inj_region **ret);
+
+/* Unmaps the region from the target through t. 0, -ESRCH, -errno. */
+int inj_region_remove(struct inj_thread *t, struct inj_region *r);
+
+/* Reads the header at addr and checks magic and version. 0, -ENOENT if no region is there. */
+int inj_region_read_header(struct inj_process *p, uint64_t addr, struct optd_region_header *ret);
+
+void inj_region_free(struct inj_region *r);
