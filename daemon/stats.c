@@ -48,6 +48,8 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(o, "region", region);
 	json_object_object_add(o, "attach_pause_us", json_object_new_uint64(root->attach_pause_us));
 	json_object_object_add(o, "detach_pause_us", json_object_new_uint64(root->detach_pause_us));
+	json_object_object_add(o, "attach_stop_us", json_object_new_uint64(root->attach_stop_us));
+	json_object_object_add(o, "detach_stop_us", json_object_new_uint64(root->detach_stop_us));
 	json_object_object_add(o, "threads", json_object_new_uint64(root->max_threads));
 	json_object_object_add(o, "processes", json_object_new_uint64(sv->nprocesses));
 	json_object_object_add(o, "exec_injections", json_object_new_uint64(sv->exec_injections));

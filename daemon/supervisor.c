@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,6 +51,38 @@ uint64_t now_us(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * optd's own priority while target threads wait on it. A tracer that is one
+ * runnable thread among hundreds of CPU-bound target threads gets a sliver
+ * of a CPU: every wakeup (a thread stopped) and every PTRACE_CONT would wait
+ * for a scheduling round. SCHED_FIFO for the duration of a stop-the-world
+ * makes optd's side of the pause its own work alone. Only optd's policy
+ * changes; the target's scheduling is never touched. Without CAP_SYS_NICE
+ * this quietly does nothing.
+ */
+static void boost_self(struct supervisor *sv)
+{
+	struct sched_param sp = {.sched_priority = 1};
+
+	if (sv->boosted)
+		return;
+	if (sched_getparam(0, &sv->saved_param) == 0)
+		sv->saved_policy = sched_getscheduler(0);
+	if (sv->saved_policy >= 0 && sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
+		sv->boosted = true;
+	else
+		log_debug("cannot raise optd's priority: %m");
+}
+
+static void unboost_self(struct supervisor *sv)
+{
+	if (!sv->boosted)
+		return;
+	if (sched_setscheduler(0, sv->saved_policy, &sv->saved_param) < 0)
+		log_debug("cannot restore optd's priority: %m");
+	sv->boosted = false;
 }
 
 /* ---- targets ---- */
@@ -382,11 +415,13 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 static int target_detach(struct target *tg)
 {
 	struct supervisor *sv = tg->sv;
-	uint64_t t0 = now_us();
+	uint64_t t0 = now_us(), t1;
 	int r;
 
 	tg->state = TARGET_DETACHING;
 	r = inj_process_stop(tg->proc);
+	t1 = now_us();
+	tg->detach_stop_us = t1 - t0;
 	if (r == -ESRCH) {
 		if (tg->proc->exited)
 			target_exited(tg, tg->proc->exit_status);
@@ -413,7 +448,7 @@ static int target_detach(struct target *tg)
 			log_error("cannot remove the region from %d: %s", tg->pid, strerror(-r));
 	}
 	r = inj_process_detach(tg->proc);
-	tg->detach_pause_us = now_us() - t0;
+	tg->detach_pause_us = now_us() - t1;
 	if (tg->root)
 		sv->detached = true;
 	target_release(tg);
@@ -422,6 +457,7 @@ static int target_detach(struct target *tg)
 
 void supervisor_detach_all(struct supervisor *sv)
 {
+	boost_self(sv);
 	/* Detaching can adopt children, which land at the head of the list. */
 	while (sv->targets) {
 		struct target *tg = sv->targets;
@@ -434,6 +470,7 @@ void supervisor_detach_all(struct supervisor *sv)
 		if (target_detach(tg) < 0 && tg->state != TARGET_GONE)
 			target_release(tg);
 	}
+	unboost_self(sv);
 }
 
 void supervisor_root_gone(struct supervisor *sv)
@@ -526,7 +563,7 @@ static int attach_main(struct supervisor *sv)
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	pid_t pid;
-	uint64_t t0;
+	uint64_t t0, t1;
 	int r;
 
 	r = procfs_check_attachable(opt->pid, &pid);
@@ -542,15 +579,28 @@ static int attach_main(struct supervisor *sv)
 	}
 	sv->root = tg;
 
+	/*
+	 * Stop the world even though injecting needs one thread: with
+	 * CPU-bound threads outnumbering the cores, a single interrupted
+	 * thread (and every single-step of a remote syscall) waits a whole
+	 * scheduling round for a CPU, while threads that all have a trap
+	 * pending stop as fast as they are scheduled and leave the borrowed
+	 * thread a free CPU.
+	 */
+	boost_self(sv);
 	t0 = now_us();
 	r = inj_process_stop(proc);
 	if (r == -ECANCELED)
 		r = 0; /* it exec'd while we attached: inject into the new image */
+	t1 = now_us();
+	tg->attach_stop_us = t1 - t0;
 	if (r == -ESRCH) {
+		unboost_self(sv);
 		log_error("%d exited while optd was attaching", pid);
 		return OPTD_EXIT_TARGET_GONE;
 	}
 	if (r < 0) {
+		unboost_self(sv);
 		log_error("cannot stop %d: %s", pid, strerror(-r));
 		supervisor_detach_all(sv);
 		return OPTD_EXIT_SOFTWARE;
@@ -559,6 +609,7 @@ static int attach_main(struct supervisor *sv)
 	adopt_queued_children(tg, false);
 	r = target_inject(tg);
 	if (r < 0) {
+		unboost_self(sv);
 		report_inject_failure(tg, r);
 		if (r == -ESRCH) {
 			log_error("%d exited while optd was injecting", pid);
@@ -568,7 +619,8 @@ static int attach_main(struct supervisor *sv)
 		return OPTD_EXIT_SOFTWARE;
 	}
 	r = inj_process_resume(proc);
-	tg->attach_pause_us = now_us() - t0;
+	tg->attach_pause_us = now_us() - t1;
+	unboost_self(sv);
 	if (r < 0 && r != -ESRCH)
 		log_warn("resuming %d: %s", pid, strerror(-r));
 	log_info("attached to %d: region %#" PRIx64 "-%#" PRIx64 " r-x (%" PRIu64 " KiB)", pid,
@@ -610,9 +662,11 @@ static int run_main(struct supervisor *sv)
 		return r;
 	}
 
+	boost_self(sv);
 	t0 = now_us();
 	r = target_inject(tg);
 	if (r < 0) {
+		unboost_self(sv);
 		report_inject_failure(tg, r);
 		if (r != -ESRCH) {
 			kill(pid, SIGKILL);
@@ -621,6 +675,7 @@ static int run_main(struct supervisor *sv)
 	}
 	r = inj_process_resume(proc);
 	tg->attach_pause_us = now_us() - t0;
+	unboost_self(sv);
 	if (r < 0 && r != -ESRCH)
 		log_warn("resuming %d: %s", pid, strerror(-r));
 	if (tg->region)

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sched.h>
 #include <sys/types.h>
 
 #include "optd.h"
@@ -24,6 +25,9 @@ struct supervisor {
 	struct target *targets; /* live targets */
 	struct target *root;    /* the process the user named; kept after it is gone */
 	bool done;
+	bool boosted;           /* optd runs SCHED_FIFO for a stop-the-world */
+	int saved_policy;
+	struct sched_param saved_param;
 	bool detached;          /* the root was detached rather than seen exit */
 	size_t nprocesses;      /* every process traced, children included */
 	size_t max_threads_seen;

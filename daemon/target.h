@@ -31,7 +31,9 @@ struct target {
 	bool root;                  /* the process the user named */
 
 	/* Statistics. */
-	uint64_t attach_pause_us;
+	uint64_t attach_stop_us;    /* asking threads to stop until they have */
+	uint64_t attach_pause_us;   /* stopped until resumed */
+	uint64_t detach_stop_us;
 	uint64_t detach_pause_us;
 	size_t max_threads;
 	bool exited;
