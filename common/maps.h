@@ -46,6 +46,10 @@ int maps_parse(const char *text, size_t len, struct maps **ret);
 /* Reads and parses /proc/PID/maps. 0, -ESRCH if the process is gone, other -errno. */
 int maps_read(pid_t pid, struct maps **ret);
 void maps_free(struct maps *m);
+static inline void maps_freep(struct maps **m)
+{
+	maps_free(*m);
+}
 
 /* The entry containing addr, or NULL. Entries are sorted; binary search. */
 const struct maps_entry *maps_find(const struct maps *m, uint64_t addr);

@@ -35,6 +35,15 @@
 
 #define STACK_GUARD_GAP (1ULL << 20)
 
+/*
+ * Address ranges that runtimes ask for by hint and that the region must not
+ * take from them: the Go runtime's heap arenas start at 0xc000000000 and
+ * grow upward (runtime/malloc.go, arena hints on amd64).
+ */
+static const struct range known_hint_ranges[] = {
+	{0xc000000000ULL, 0xc000000000ULL + (64ULL << 30)},
+};
+
 const char *target_state_name(enum target_state s)
 {
 	static const char *const names[] = {
@@ -157,7 +166,7 @@ static int target_inject(struct target *tg)
 {
 	const struct optd_options *opt = tg->sv->opt;
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
-	struct maps *m = NULL;
+	_cleanup_(maps_freep) struct maps *m = NULL;
 	struct inj_place_policy policy = {
 		.heap_reserve = opt->heap_reserve,
 		.stack_guard_gap = STACK_GUARD_GAP,
@@ -166,12 +175,19 @@ static int target_inject(struct target *tg)
 	uint64_t near_start = 0, near_end = 0, addr = opt->arena_at;
 	uint64_t size = opt->region_size;
 	uint64_t align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : 4096;
+	_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
 	struct procfs_stat ps;
 	int r;
 
 	if (!t)
 		return -ESRCH;
 	tg->state = TARGET_INJECTING;
+	for (size_t i = 0; i < ARRAY_SIZE(known_hint_ranges); i++) {
+		r = rangeset_add(&avoid, known_hint_ranges[i].start, known_hint_ranges[i].end);
+		if (r < 0)
+			return r;
+	}
+	policy.avoid = &avoid;
 	r = maps_read(tg->pid, &m);
 	if (r < 0)
 		return r;
@@ -185,7 +201,6 @@ static int target_inject(struct target *tg)
 		if (r == -ENOSPC && align > 4096)
 			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy, &addr);
 	}
-	maps_free(m);
 	if (r < 0)
 		return r;
 	r = inj_region_create(t, addr, size, &tg->region);
