@@ -31,21 +31,88 @@ void inj_syscall_set_site(enum inj_syscall_site site)
 	site_policy = site;
 }
 
+/* Lower is better: how little borrowing this stop costs and disturbs. */
+static int stop_rank(const struct inj_thread *t)
+{
+	if (t->group_sig || t->stop == INJ_STOP_GROUP)
+		return 4; /* must be put back into group-stop afterwards */
+	switch (t->stop) {
+	case INJ_STOP_INTERRUPT:
+	case INJ_STOP_SIGNAL:
+		return 0;
+	case INJ_STOP_SYSCALL_EXIT:
+		return 1;
+	case INJ_STOP_SYSCALL_ENTRY:
+	case INJ_STOP_SECCOMP:
+		return 2; /* its own syscall runs again afterwards */
+	case INJ_STOP_EVENT:
+		return t->event == PTRACE_EVENT_EXIT ? 5 : 3; /* an exiting thread never returns */
+	default:
+		return 6;
+	}
+}
+
 struct inj_thread *inj_process_pick_thread(struct inj_process *p)
 {
-	struct inj_thread *fallback = NULL;
+	struct inj_thread *best = NULL;
+	int best_rank = 5;
 
-	/* Prefer a thread outside group-stop: it needs no re-trap afterwards. */
 	for (size_t i = 0; i < p->nthreads; i++) {
 		struct inj_thread *t = p->threads[i];
+		int rank;
+
 		if (t->stop == INJ_RUNNING || t->stop == INJ_GONE || t->zombie)
 			continue;
-		if (t->stop != INJ_STOP_GROUP && !t->group_sig)
-			return t;
-		if (!fallback)
-			fallback = t;
+		rank = stop_rank(t);
+		if (rank < best_rank) {
+			best = t;
+			best_rank = rank;
+		}
 	}
-	return fallback;
+	return best;
+}
+
+/*
+ * An event stop (clone, fork, vfork, exec) sits inside a syscall whose
+ * return value is not in the registers yet. Let the syscall finish: a
+ * single-step from here traps on the syscall's way out, before any user
+ * instruction, and the thread is then in a plain signal-delivery-stop
+ * (SIGTRAP, suppressed at resume) with its final registers.
+ */
+static int finish_event_syscall(struct inj_thread *t)
+{
+	struct inj_stop st;
+	long pr;
+	int r;
+
+	pr = inj_ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0);
+	if (pr < 0)
+		return (int)pr;
+	for (;;) {
+		r = inj_thread_wait(t, &st);
+		if (r < 0)
+			return r;
+		if (st.kind == INJ_GONE) {
+			t->stop = INJ_GONE;
+			return -ESRCH;
+		}
+		if (st.kind == INJ_STOP_SIGNAL && st.sig == SIGTRAP)
+			break;
+		if (st.kind == INJ_STOP_SIGNAL) {
+			/* A real signal came first: keep it owed, as a signal stop does. */
+			inj_thread_note_stop(t, &st);
+			return 0;
+		}
+		if (st.kind == INJ_STOP_GROUP)
+			t->group_sig = st.sig;
+		pr = inj_ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0);
+		if (pr < 0)
+			return (int)pr;
+	}
+	t->stop = INJ_STOP_SIGNAL;
+	t->sig = 0;
+	t->have_siginfo = false;
+	return 0;
 }
 
 /* Scans executable mappings for the bytes 0f 05, the vDSO first (small, always there). */
@@ -103,6 +170,11 @@ int inj_thread_prepare(struct inj_thread *t)
 		return -EBUSY;
 	if (t->prepared)
 		return 0;
+	if (t->stop == INJ_STOP_EVENT && t->event != PTRACE_EVENT_EXIT) {
+		r = finish_event_syscall(t);
+		if (r < 0)
+			return r;
+	}
 	r = inj_ptrace_getregs(t->tid, &t->saved_regs);
 	if (r < 0)
 		return r;
