@@ -63,7 +63,8 @@ static int proc_mem_rw(struct inj_process *p, bool write, uint64_t addr, void *b
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return negerrno();
+			/* /proc/PID/mem says EIO for an unmapped address. */
+			return errno == EIO ? -EFAULT : negerrno();
 		}
 		if (n == 0) /* the mm is gone (process exiting) */
 			return -ESRCH;

@@ -267,6 +267,15 @@ static int thread_tracer(pid_t tgid, pid_t tid)
 
 int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
 {
+	if (st->kind == INJ_GONE) {
+		t->stop = INJ_GONE;
+		/* The leader's exit is the process's: keep it for whoever reports it. */
+		if (t->tid == t->proc->pid) {
+			t->proc->exited = true;
+			t->proc->exit_status = st->exit_status;
+		}
+		return 0;
+	}
 	t->new_thread = false;
 	t->stop = st->kind;
 	t->event = st->event;
@@ -494,11 +503,32 @@ int inj_process_stop(struct inj_process *p)
 {
 	int r;
 
+	/* Threads that died under earlier remote work: their exits were reaped there. */
+	for (size_t i = 0; i < p->nthreads;) {
+		if (p->threads[i]->stop == INJ_GONE)
+			inj_process_remove_thread(p, p->threads[i]->tid);
+		else
+			i++;
+	}
+	if (p->exited)
+		return -ESRCH;
+
 	/* Ask every running thread to trap. Any trap will do: it clears the request. */
 	for (size_t i = 0; i < p->nthreads; i++) {
 		struct inj_thread *t = p->threads[i];
 
-		if (t->stop != INJ_RUNNING || t->new_thread || t->zombie)
+		/*
+		 * A thread we believe stopped may have been woken by SIGKILL
+		 * since: a ptrace request on it fails with ESRCH then, and its
+		 * exit is what we must wait for.
+		 */
+		if (t->stop != INJ_RUNNING && !t->zombie) {
+			unsigned long msg;
+			if (inj_ptrace(PTRACE_GETEVENTMSG, t->tid, 0, (uint64_t)(uintptr_t)&msg) == -ESRCH)
+				t->stop = INJ_RUNNING;
+			continue;
+		}
+		if (t->new_thread || t->zombie)
 			continue;
 		(void)inj_ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
 		/* -ESRCH: exiting; its exit status is what the wait below returns. */
@@ -581,12 +611,8 @@ static int thread_retrap_group(struct inj_thread *t)
 	r = inj_thread_wait(t, &st);
 	if (r < 0)
 		return r;
-	if (st.kind == INJ_GONE) {
-		t->stop = INJ_GONE;
-		return -ESRCH;
-	}
 	inj_thread_note_stop(t, &st);
-	return 0;
+	return st.kind == INJ_GONE ? -ESRCH : 0;
 }
 
 int inj_thread_resume(struct inj_thread *t)

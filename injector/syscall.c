@@ -46,7 +46,8 @@ static int stop_rank(const struct inj_thread *t)
 	case INJ_STOP_SECCOMP:
 		return 2; /* its own syscall runs again afterwards */
 	case INJ_STOP_EVENT:
-		return t->event == PTRACE_EVENT_EXIT ? 5 : 3; /* an exiting thread never returns */
+		/* An exiting thread never returns; a vfork parent cannot move until its child does. */
+		return t->event == PTRACE_EVENT_EXIT || t->event == PTRACE_EVENT_VFORK ? 5 : 3;
 	default:
 		return 6;
 	}
@@ -73,11 +74,10 @@ struct inj_thread *inj_process_pick_thread(struct inj_process *p)
 }
 
 /*
- * An event stop (clone, fork, vfork, exec) sits inside a syscall whose
- * return value is not in the registers yet. Let the syscall finish: a
- * single-step from here traps on the syscall's way out, before any user
- * instruction, and the thread is then in a plain signal-delivery-stop
- * (SIGTRAP, suppressed at resume) with its final registers.
+ * An event stop (clone, fork, exec) sits inside a syscall whose return
+ * value is not in the registers yet. Let the syscall finish to its exit
+ * stop (PTRACE_SYSCALL: no signal is raised, unlike a single-step) and
+ * borrow the thread from there, with its final registers.
  */
 static int finish_event_syscall(struct inj_thread *t)
 {
@@ -85,34 +85,25 @@ static int finish_event_syscall(struct inj_thread *t)
 	long pr;
 	int r;
 
-	pr = inj_ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0);
-	if (pr < 0)
-		return (int)pr;
 	for (;;) {
+		pr = inj_ptrace(PTRACE_SYSCALL, t->tid, 0, 0);
+		if (pr < 0)
+			return (int)pr;
 		r = inj_thread_wait(t, &st);
 		if (r < 0)
 			return r;
 		if (st.kind == INJ_GONE) {
-			t->stop = INJ_GONE;
+			inj_thread_note_stop(t, &st);
 			return -ESRCH;
 		}
-		if (st.kind == INJ_STOP_SIGNAL && st.sig == SIGTRAP)
-			break;
-		if (st.kind == INJ_STOP_SIGNAL) {
-			/* A real signal came first: keep it owed, as a signal stop does. */
+		if (st.kind == INJ_STOP_SYSCALL_EXIT || st.kind == INJ_STOP_SIGNAL) {
+			/* A signal that came first stays owed, as at any signal stop. */
 			inj_thread_note_stop(t, &st);
 			return 0;
 		}
 		if (st.kind == INJ_STOP_GROUP)
 			t->group_sig = st.sig;
-		pr = inj_ptrace(PTRACE_SINGLESTEP, t->tid, 0, 0);
-		if (pr < 0)
-			return (int)pr;
 	}
-	t->stop = INJ_STOP_SIGNAL;
-	t->sig = 0;
-	t->have_siginfo = false;
-	return 0;
 }
 
 /* Scans executable mappings for the bytes 0f 05, the vDSO first (small, always there). */
@@ -160,7 +151,12 @@ static int find_syscall_insn(struct inj_process *p, uint64_t *ret_addr)
 
 int inj_thread_prepare(struct inj_thread *t)
 {
-	uint64_t all = ~0ULL;
+	/*
+	 * Everything but SIGTRAP: the kernel forces the single-step's SIGTRAP
+	 * and, finding it blocked, would reset the target's handler to SIG_DFL
+	 * (force_sig_info_to_task()).
+	 */
+	uint64_t all = ~(1ULL << (SIGTRAP - 1));
 	long pr;
 	int r;
 
@@ -170,7 +166,14 @@ int inj_thread_prepare(struct inj_thread *t)
 		return -EBUSY;
 	if (t->prepared)
 		return 0;
-	if (t->stop == INJ_STOP_EVENT && t->event != PTRACE_EVENT_EXIT) {
+	/*
+	 * A vfork parent cannot leave its event stop until the child execs or
+	 * exits, and that child waits in its own ptrace-stop: borrowing the
+	 * parent would deadlock.
+	 */
+	if (t->stop == INJ_STOP_EVENT && (t->event == PTRACE_EVENT_VFORK || t->event == PTRACE_EVENT_EXIT))
+		return -EBUSY;
+	if (t->stop == INJ_STOP_EVENT) {
 		r = finish_event_syscall(t);
 		if (r < 0)
 			return r;
@@ -235,7 +238,7 @@ static int wait_remote_done(struct inj_thread *t, int req, bool want_exit,
 			return r;
 		switch (st.kind) {
 		case INJ_GONE:
-			t->stop = INJ_GONE;
+			inj_thread_note_stop(t, &st);
 			return -ESRCH;
 		case INJ_STOP_SYSCALL_EXIT:
 			if (want_exit) {
