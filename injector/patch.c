@@ -1,0 +1,144 @@
+/*
+ * Entry patches. See patch.h.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+#include "patch.h"
+#include "ptrace.h"
+#include "util.h"
+
+/* -ERESTART* codes as syscall results (include/linux/errno.h). */
+static bool may_restart(const struct user_regs_struct *r)
+{
+	long ax = (long)r->rax;
+
+	return (long)r->orig_rax >= 0 && (ax == -512 || ax == -513 || ax == -514 || ax == -516);
+}
+
+int inj_patch_prepare(uint64_t addr, uint64_t target, const uint8_t orig[INJ_PATCH_LEN],
+		      struct inj_patch *ret)
+{
+	int64_t rel = (int64_t)(target - (addr + INJ_PATCH_LEN));
+	int32_t rel32 = (int32_t)rel;
+
+	if ((int64_t)rel32 != rel)
+		return -ERANGE;
+	*ret = (struct inj_patch){.addr = addr, .target = target};
+	memcpy(ret->orig, orig, INJ_PATCH_LEN);
+	ret->jmp[0] = 0xe9;
+	memcpy(&ret->jmp[1], &rel32, sizeof(rel32));
+	return 0;
+}
+
+int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *patches, size_t n,
+			    size_t *ret_index, pid_t *ret_tid)
+{
+	_cleanup_free_ uint64_t *ips = NULL;
+	_cleanup_free_ pid_t *owners = NULL;
+	size_t nips = 0;
+
+	if (!proc->nthreads || !n)
+		return 0;
+	ips = calloc(proc->nthreads * 2, sizeof(*ips));
+	owners = calloc(proc->nthreads * 2, sizeof(*owners));
+	if (!ips || !owners)
+		return -ENOMEM;
+
+	/* One GETREGS per thread; then every site against every ip. */
+	for (size_t i = 0; i < proc->nthreads; i++) {
+		struct inj_thread *t = proc->threads[i];
+		struct user_regs_struct regs;
+		int r;
+
+		if (t->zombie)
+			continue;
+		if (t->stop == INJ_RUNNING)
+			return -EBUSY; /* the contract: every thread stopped */
+		r = inj_ptrace_getregs(t->tid, &regs);
+		if (r < 0)
+			return r;
+		ips[nips] = regs.rip;
+		owners[nips++] = t->tid;
+		/* Re-executed syscall instructions start 2 bytes back. */
+		if (may_restart(&regs) || t->stop == INJ_STOP_SYSCALL_ENTRY ||
+		    t->stop == INJ_STOP_SECCOMP) {
+			ips[nips] = regs.rip - 2;
+			owners[nips++] = t->tid;
+		}
+	}
+
+	for (size_t k = 0; k < n; k++) {
+		for (size_t i = 0; i < nips; i++) {
+			if (ips[i] >= patches[k].addr && ips[i] < patches[k].addr + INJ_PATCH_LEN) {
+				if (ret_index)
+					*ret_index = k;
+				if (ret_tid)
+					*ret_tid = owners[i];
+				return -EBUSY;
+			}
+		}
+	}
+	return 0;
+}
+
+int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t n)
+{
+	size_t done = 0;
+	int r = 0;
+
+	/* Verify every site first: a site that changed (self-modifying code, a
+	 * library reloaded) must not be overwritten with a jump computed for
+	 * bytes that are no longer there. */
+	for (size_t k = 0; k < n; k++) {
+		uint8_t cur[INJ_PATCH_LEN];
+
+		r = inj_mem_read(proc, patches[k].addr, cur, sizeof(cur));
+		if (r < 0)
+			return r;
+		if (memcmp(cur, patches[k].orig, sizeof(cur)) != 0)
+			return -ESTALE;
+	}
+	for (; done < n; done++) {
+		r = inj_mem_write(proc, patches[done].addr, patches[done].jmp, INJ_PATCH_LEN, NULL);
+		if (r < 0)
+			goto out_undo;
+		patches[done].applied = true;
+	}
+	return 0;
+
+out_undo:
+	while (done-- > 0) {
+		if (inj_mem_write(proc, patches[done].addr, patches[done].orig, INJ_PATCH_LEN,
+				  NULL) == 0)
+			patches[done].applied = false;
+	}
+	return r;
+}
+
+int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n)
+{
+	int first = 0;
+
+	for (size_t k = 0; k < n; k++) {
+		uint8_t cur[INJ_PATCH_LEN];
+		int r;
+
+		if (!patches[k].applied)
+			continue;
+		r = inj_mem_read(proc, patches[k].addr, cur, sizeof(cur));
+		if (r == 0 && memcmp(cur, patches[k].jmp, sizeof(cur)) != 0)
+			r = -ESTALE; /* someone else rewrote it: not ours to restore */
+		if (r == 0)
+			r = inj_mem_write(proc, patches[k].addr, patches[k].orig, INJ_PATCH_LEN,
+					  NULL);
+		if (r == 0)
+			patches[k].applied = false;
+		else if (!first)
+			first = r;
+	}
+	return first;
+}

@@ -1,0 +1,57 @@
+/*
+ * Entry patches: a 5-byte `jmp rel32` at a function's entry (after its
+ * endbr64, when it has one) that sends every new call to the function's
+ * copy. The original bytes are kept so that undo restores them exactly.
+ *
+ * Patches are written only while every thread of the target is stopped
+ * (the caller's contract), through /proc/PID/mem, which writes through the
+ * text's read-only protection and leaves it read-only.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "process.h"
+
+#define INJ_PATCH_LEN 5
+
+struct inj_patch {
+	uint64_t addr;		     /* first byte overwritten */
+	uint64_t target;	     /* where the jmp goes */
+	uint8_t orig[INJ_PATCH_LEN]; /* the bytes expected there, restored by undo */
+	uint8_t jmp[INJ_PATCH_LEN];  /* e9 rel32 */
+	bool applied;
+};
+
+/*
+ * Fills *ret for a jmp at addr to target, over the original bytes orig.
+ * No target access. 0, -ERANGE when rel32 cannot reach target.
+ */
+int inj_patch_prepare(uint64_t addr, uint64_t target, const uint8_t orig[INJ_PATCH_LEN],
+		      struct inj_patch *ret);
+
+/*
+ * Checks that no thread of proc (all stopped) would execute inside any of
+ * the n patches' bytes when it resumes: its rip, and rip - 2 for a thread
+ * whose syscall the kernel may restart. 0 when clear; -EBUSY with
+ * *ret_index (the patch) and *ret_tid (the thread) otherwise; -ESRCH, -errno.
+ */
+int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *patches, size_t n,
+			    size_t *ret_index, pid_t *ret_tid);
+
+/*
+ * Writes n patches. Every patch site must still hold its orig bytes
+ * (-ESTALE otherwise, nothing written). All or nothing: on a failure the
+ * patches already written are undone. The world must be stopped.
+ */
+int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t n);
+
+/*
+ * Restores the original bytes of every applied patch. A site that no longer
+ * holds our jmp is left alone and reported (-ESTALE) after the others are
+ * undone. The world must be stopped.
+ */
+int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n);

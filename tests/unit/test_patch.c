@@ -1,0 +1,246 @@
+/*
+ * Entry patches against a real child: the child calls a function through a
+ * pointer on request and reports its result, so a patch that redirects the
+ * function shows as a different answer, and its undo as the old one again.
+ */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mem.h"
+#include "patch.h"
+#include "process.h"
+#include "ptrace.h"
+
+__attribute__((noinline)) int patch_f(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x + 1;
+}
+
+__attribute__((noinline)) int patch_g(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x * 100;
+}
+
+/* A function whose entry is a tight loop: a thread that calls it sits inside its first bytes. */
+__asm__(".text\n"
+	".globl patch_spin\n"
+	".type patch_spin, @function\n"
+	"patch_spin:\n"
+	"1: jmp 1b\n"
+	"nop\n nop\n nop\n nop\n"
+	"ret\n"
+	".size patch_spin, .-patch_spin\n");
+void patch_spin(void);
+
+struct child {
+	pid_t pid;
+	int cmd;    /* write a byte: call patch_f */
+	int answer; /* read an int */
+	struct inj_process *proc;
+};
+
+static void child_loop(int cmd, int answer)
+{
+	int (*volatile fp)(int) = patch_f;
+	char c;
+
+	while (read(cmd, &c, 1) == 1) {
+		if (c == 's')
+			patch_spin();
+		int v = fp(7);
+		if (write(answer, &v, sizeof(v)) != sizeof(v))
+			_exit(2);
+	}
+	_exit(0);
+}
+
+static void child_start(struct child *c)
+{
+	int to[2], from[2];
+	struct inj_settings s = {.options = PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL};
+
+	ck_assert_int_eq(pipe(to), 0);
+	ck_assert_int_eq(pipe(from), 0);
+	c->pid = fork();
+	ck_assert_int_ge(c->pid, 0);
+	if (c->pid == 0) {
+		close(to[1]);
+		close(from[0]);
+		child_loop(to[0], from[1]);
+	}
+	close(to[0]);
+	close(from[1]);
+	c->cmd = to[1];
+	c->answer = from[0];
+	ck_assert_int_eq(inj_process_seize(c->pid, &s, &c->proc), 0);
+}
+
+static int child_call(struct child *c)
+{
+	int v = -1;
+
+	ck_assert_int_eq(write(c->cmd, "c", 1), 1);
+	ck_assert_int_eq(read(c->answer, &v, sizeof(v)), sizeof(v));
+	return v;
+}
+
+static void child_stop(struct child *c)
+{
+	inj_process_stop(c->proc);
+	inj_process_detach(c->proc);
+	inj_process_free(c->proc);
+	kill(c->pid, SIGKILL);
+	waitpid(c->pid, NULL, 0);
+	close(c->cmd);
+	close(c->answer);
+}
+
+static struct inj_patch patch_f_to_g(struct child *c)
+{
+	struct inj_patch p;
+	uint8_t orig[INJ_PATCH_LEN];
+
+	ck_assert_int_eq(inj_mem_read(c->proc, (uint64_t)(uintptr_t)patch_f, orig, sizeof(orig)),
+			 0);
+	ck_assert_int_eq(
+	    inj_patch_prepare((uint64_t)(uintptr_t)patch_f, (uint64_t)(uintptr_t)patch_g, orig, &p),
+	    0);
+	return p;
+}
+
+START_TEST(test_apply_and_undo)
+{
+	struct child c;
+	struct inj_patch p;
+	uint8_t now[INJ_PATCH_LEN];
+
+	child_start(&c);
+	ck_assert_int_eq(child_call(&c), 8);
+
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	p = patch_f_to_g(&c);
+	ck_assert_int_eq(inj_patch_check_threads(c.proc, &p, 1, NULL, NULL), 0);
+	ck_assert_int_eq(inj_patch_apply(c.proc, &p, 1), 0);
+	ck_assert(p.applied);
+	ck_assert_int_eq(inj_mem_read(c.proc, p.addr, now, sizeof(now)), 0);
+	ck_assert_mem_eq(now, p.jmp, INJ_PATCH_LEN);
+	ck_assert_int_eq(inj_process_resume(c.proc), 0);
+	/* The child's own call now lands in patch_g. */
+	ck_assert_int_eq(child_call(&c), 700);
+
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	ck_assert_int_eq(inj_patch_undo(c.proc, &p, 1), 0);
+	ck_assert(!p.applied);
+	ck_assert_int_eq(inj_mem_read(c.proc, p.addr, now, sizeof(now)), 0);
+	ck_assert_mem_eq(now, p.orig, INJ_PATCH_LEN);
+	ck_assert_int_eq(inj_process_resume(c.proc), 0);
+	ck_assert_int_eq(child_call(&c), 8);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(test_thread_inside_patch)
+{
+	struct child c;
+	uint8_t orig[INJ_PATCH_LEN], now[INJ_PATCH_LEN];
+	size_t idx = 99;
+	pid_t tid = 0;
+
+	child_start(&c);
+	ck_assert_int_eq(write(c.cmd, "s", 1), 1); /* it spins in patch_spin's first two bytes */
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	ck_assert_int_eq(inj_mem_read(c.proc, (uint64_t)(uintptr_t)patch_spin, orig, sizeof(orig)),
+			 0);
+	/* The child may not have reached the loop yet: wait until it is there. */
+	for (int tries = 0; tries < 1000; tries++) {
+		struct user_regs_struct regs;
+		ck_assert_int_eq(inj_ptrace_getregs(c.proc->threads[0]->tid, &regs), 0);
+		if (regs.rip == (uint64_t)(uintptr_t)patch_spin)
+			break;
+		ck_assert_int_eq(inj_process_resume(c.proc), 0);
+		ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	}
+	struct inj_patch two[2];
+	ck_assert_int_eq(inj_patch_prepare((uint64_t)(uintptr_t)patch_f,
+					   (uint64_t)(uintptr_t)patch_g, (uint8_t[5]){0}, &two[0]),
+			 0);
+	ck_assert_int_eq(inj_patch_prepare((uint64_t)(uintptr_t)patch_spin,
+					   (uint64_t)(uintptr_t)patch_g, orig, &two[1]),
+			 0);
+	ck_assert_int_eq(inj_patch_check_threads(c.proc, two, 2, &idx, &tid), -EBUSY);
+	ck_assert_uint_eq(idx, 1);
+	ck_assert_int_eq(tid, c.pid);
+	ck_assert_int_eq(inj_mem_read(c.proc, (uint64_t)(uintptr_t)patch_spin, now, sizeof(now)),
+			 0);
+	ck_assert_mem_eq(now, orig, INJ_PATCH_LEN);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(test_stale_site)
+{
+	struct child c;
+	struct inj_patch p;
+	uint8_t wrong[INJ_PATCH_LEN] = {0x90, 0x90, 0x90, 0x90, 0x90}, now[INJ_PATCH_LEN],
+		orig[INJ_PATCH_LEN];
+
+	child_start(&c);
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	ck_assert_int_eq(inj_mem_read(c.proc, (uint64_t)(uintptr_t)patch_f, orig, sizeof(orig)), 0);
+	ck_assert_int_eq(inj_patch_prepare((uint64_t)(uintptr_t)patch_f,
+					   (uint64_t)(uintptr_t)patch_g, wrong, &p),
+			 0);
+	ck_assert_int_eq(inj_patch_apply(c.proc, &p, 1), -ESTALE);
+	ck_assert(!p.applied);
+	ck_assert_int_eq(inj_mem_read(c.proc, p.addr, now, sizeof(now)), 0);
+	ck_assert_mem_eq(now, orig, INJ_PATCH_LEN);
+	ck_assert_int_eq(inj_process_resume(c.proc), 0);
+	ck_assert_int_eq(child_call(&c), 8);
+	child_stop(&c);
+}
+END_TEST
+
+START_TEST(test_out_of_reach)
+{
+	struct inj_patch p;
+	uint8_t orig[INJ_PATCH_LEN] = {0};
+
+	ck_assert_int_eq(inj_patch_prepare(0x400000, 0x400000 + 5 + 0x7fffffffULL, orig, &p), 0);
+	ck_assert_int_eq(inj_patch_prepare(0x400000, 0x400000 + 5 + 0x80000000ULL, orig, &p),
+			 -ERANGE);
+	ck_assert_int_eq(inj_patch_prepare(0x80000000ULL + 0x1000, 0x1000 + 5, orig, &p), 0);
+	ck_assert_int_eq(inj_patch_prepare(0x80000000ULL + 0x1000, 0x1000 + 4, orig, &p), -ERANGE);
+	ck_assert_int_eq(p.jmp[0], 0xe9);
+}
+END_TEST
+
+static Suite *patch_suite(void)
+{
+	Suite *s = suite_create("patch");
+	TCase *tc = tcase_create("patch");
+
+	tcase_add_test(tc, test_apply_and_undo);
+	tcase_add_test(tc, test_thread_inside_patch);
+	tcase_add_test(tc, test_stale_site);
+	tcase_add_test(tc, test_out_of_reach);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(patch_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
