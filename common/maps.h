@@ -27,12 +27,12 @@ struct maps_entry {
 	uint64_t end;
 	uint64_t offset;
 	unsigned prot;
-	bool shared;          /* 's' rather than 'p' */
+	bool shared; /* 's' rather than 'p' */
 	unsigned dev_major;
 	unsigned dev_minor;
 	uint64_t inode;
-	char *path;           /* NULL when the line has no name; " (deleted)" stripped */
-	bool deleted;         /* the name ended in " (deleted)" */
+	char *path;   /* NULL when the line has no name; " (deleted)" stripped */
+	bool deleted; /* the name ended in " (deleted)" */
 	enum maps_kind kind;
 };
 
@@ -59,5 +59,6 @@ const struct maps_entry *maps_find_kind(const struct maps *m, enum maps_kind kin
 int maps_used(const struct maps *m, struct rangeset *s);
 /* True if the two models list the same mappings (addresses, prot, offsets, names). */
 bool maps_equal(const struct maps *a, const struct maps *b);
-/* Lowest start and highest end of all mappings of the file with this exact path. -ENOENT if none. */
+/* Lowest start and highest end of all mappings of the file with this exact path. -ENOENT if none.
+ */
 int maps_span_of(const struct maps *m, const char *path, uint64_t *ret_start, uint64_t *ret_end);

@@ -13,7 +13,8 @@ struct range {
 	uint64_t end;
 };
 
-static inline bool range_overlaps(uint64_t a_start, uint64_t a_end, uint64_t b_start, uint64_t b_end)
+static inline bool range_overlaps(uint64_t a_start, uint64_t a_end, uint64_t b_start,
+				  uint64_t b_end)
 {
 	return a_start < b_end && b_start < a_end;
 }
@@ -24,9 +25,13 @@ struct rangeset {
 	size_t cap;
 };
 
-#define RANGESET_INIT {0}
+#define RANGESET_INIT                                                                              \
+	{                                                                                          \
+		0                                                                                  \
+	}
 
-/* Adds [start, end), merging with overlapping or adjacent ranges. 0 or -ENOMEM; -EINVAL if start > end. */
+/* Adds [start, end), merging with overlapping or adjacent ranges. 0 or -ENOMEM; -EINVAL if start >
+ * end. */
 int rangeset_add(struct rangeset *s, uint64_t start, uint64_t end);
 /* Removes [start, end), splitting ranges as needed. 0 or -ENOMEM. */
 int rangeset_remove(struct rangeset *s, uint64_t start, uint64_t end);

@@ -71,7 +71,8 @@ static void child_exec(char **argv, int go_fd, int err_fd)
 	/* libevent's handlers must not run here; exec would reset them anyway. */
 	for (int sig = 1; sig < NSIG; sig++) {
 		struct sigaction cur;
-		if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN)
+		if (sigaction(sig, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL &&
+		    cur.sa_handler != SIG_IGN)
 			sigaction(sig, &dfl, NULL);
 	}
 	if (read(go_fd, &c, 1) != 1)
@@ -119,7 +120,8 @@ int launch_command(char **argv, const struct inj_settings *settings, struct laun
 		close(err[0]);
 		return r == -EPERM ? OPTD_EXIT_NOPERM : OPTD_EXIT_OSERR;
 	}
-	*ret_launch = (struct launch){.pid = pid, .go_fd = go[1], .err_fd = err[0], .argv0 = argv[0]};
+	*ret_launch =
+	    (struct launch){.pid = pid, .go_fd = go[1], .err_fd = err[0], .argv0 = argv[0]};
 	return OPTD_EXIT_OK;
 
 out_close:

@@ -18,7 +18,7 @@ int main(int argc, char **argv)
 		return OPTD_EXIT_OK; /* --help, --version */
 	if (r > 0)
 		return r;
-	log_set_level(opt.verbosity < 0   ? LOG_LVL_ERROR
+	log_set_level(opt.verbosity < 0	   ? LOG_LVL_ERROR
 		      : opt.verbosity == 0 ? LOG_LVL_INFO
 		      : opt.verbosity == 1 ? LOG_LVL_DEBUG
 					   : LOG_LVL_TRACE);

@@ -16,23 +16,24 @@
 #define MAX_REGION_SIZE (1ULL << 30)
 
 static const char usage_text[] =
-	"Usage: optd run [OPTIONS] -- CMD [ARG...]   launch CMD under optd; exits with CMD's status\n"
-	"       optd --pid PID [OPTIONS]             attach to a running process; SIGINT/SIGTERM detaches\n"
-	"\n"
-	"Options:\n"
-	"  --region-size=SIZE  bytes of optd's region (K, M, G suffixes; default 1M)\n"
-	"  --arena-at=ADDR     put the region at ADDR (hexadecimal)\n"
-	"  --heap-reserve=SIZE bytes above the program break kept free (default 256M)\n"
-	"  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
-	"  -v, --verbose       more detail on stderr (twice: every ptrace request)\n"
-	"  -q, --quiet         no summary, errors only\n"
-	"  -h, --help          this text\n"
-	"      --version       print the version\n"
-	"\n"
-	"Exit status: the command's in 'optd run' (128+N if killed by signal N); 0 after\n"
-	"a detach; 64 bad options, 69 no such process, 70 internal error, 71 system error,\n"
-	"75 target exited while optd attached, 77 not permitted to trace, 126 command not\n"
-	"executable, 127 command not found. See optd(1).\n";
+    "Usage: optd run [OPTIONS] -- CMD [ARG...]   launch CMD under optd; exits with CMD's status\n"
+    "       optd --pid PID [OPTIONS]             attach to a running process; SIGINT/SIGTERM "
+    "detaches\n"
+    "\n"
+    "Options:\n"
+    "  --region-size=SIZE  bytes of optd's region (K, M, G suffixes; default 1M)\n"
+    "  --arena-at=ADDR     put the region at ADDR (hexadecimal)\n"
+    "  --heap-reserve=SIZE bytes above the program break kept free (default 256M)\n"
+    "  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
+    "  -v, --verbose       more detail on stderr (twice: every ptrace request)\n"
+    "  -q, --quiet         no summary, errors only\n"
+    "  -h, --help          this text\n"
+    "      --version       print the version\n"
+    "\n"
+    "Exit status: the command's in 'optd run' (128+N if killed by signal N); 0 after\n"
+    "a detach; 64 bad options, 69 no such process, 70 internal error, 71 system error,\n"
+    "75 target exited while optd attached, 77 not permitted to trace, 126 command not\n"
+    "executable, 127 command not found. See optd(1).\n";
 
 int parse_size(const char *s, uint64_t *ret)
 {
@@ -49,10 +50,23 @@ int parse_size(const char *s, uint64_t *ret)
 	if (end == s)
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end == 'i' && shift)
 		end++;
@@ -86,20 +100,20 @@ enum {
 int options_parse(int argc, char **argv, struct optd_options *ret)
 {
 	static const struct option longopts[] = {
-		{"pid", required_argument, NULL, OPT_PID},
-		{"region-size", required_argument, NULL, OPT_REGION_SIZE},
-		{"arena-at", required_argument, NULL, OPT_ARENA_AT},
-		{"heap-reserve", required_argument, NULL, OPT_HEAP_RESERVE},
-		{"stats", required_argument, NULL, OPT_STATS},
-		{"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, OPT_VERSION},
-		{0},
+	    {"pid", required_argument, NULL, OPT_PID},
+	    {"region-size", required_argument, NULL, OPT_REGION_SIZE},
+	    {"arena-at", required_argument, NULL, OPT_ARENA_AT},
+	    {"heap-reserve", required_argument, NULL, OPT_HEAP_RESERVE},
+	    {"stats", required_argument, NULL, OPT_STATS},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, OPT_VERSION},
+	    {0},
 	};
 	struct optd_options o = {
-		.region_size = DEFAULT_REGION_SIZE,
-		.heap_reserve = DEFAULT_HEAP_RESERVE,
+	    .region_size = DEFAULT_REGION_SIZE,
+	    .heap_reserve = DEFAULT_HEAP_RESERVE,
 	};
 	int c, first = 1;
 
@@ -117,7 +131,8 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	for (;;) {
 		c = getopt_long(argc, argv, "+:vqh", longopts, NULL);
 		if (c == -1) {
-			if (o.mode == OPTD_MODE_NONE && optind < argc && strcmp(argv[optind], "run") == 0 &&
+			if (o.mode == OPTD_MODE_NONE && optind < argc &&
+			    strcmp(argv[optind], "run") == 0 &&
 			    strcmp(argv[optind - 1], "--") != 0) {
 				o.mode = OPTD_MODE_RUN;
 				optind++;
@@ -144,7 +159,9 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 			r = parse_size(optarg, &o.region_size);
 			if (r < 0 || o.region_size < 8192 || o.region_size > MAX_REGION_SIZE ||
 			    o.region_size % 4096)
-				return usage_error("invalid --region-size '%s': a multiple of 4K from 8K to 1G", optarg);
+				return usage_error(
+				    "invalid --region-size '%s': a multiple of 4K from 8K to 1G",
+				    optarg);
 			break;
 		case OPT_HEAP_RESERVE:
 			if (parse_size(optarg, &o.heap_reserve) < 0)
@@ -154,7 +171,9 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 			errno = 0;
 			o.arena_at = strtoull(optarg, &end, 16);
 			if (errno || *end || end == optarg || !o.arena_at || o.arena_at % 4096)
-				return usage_error("invalid --arena-at '%s': a page-aligned hexadecimal address", optarg);
+				return usage_error(
+				    "invalid --arena-at '%s': a page-aligned hexadecimal address",
+				    optarg);
 			break;
 		case OPT_STATS:
 			if (!*optarg)
@@ -176,7 +195,8 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 		case '?':
 		default:
 			if (optopt)
-				return usage_error("unknown option '-%c'", (char[]){(char)optopt, 0});
+				return usage_error("unknown option '-%c'",
+						   (char[]){(char)optopt, 0});
 			return usage_error("unknown option '%s'", argv[optind - 1]);
 		case ':':
 			return usage_error("option '%s' needs an argument", argv[optind - 1]);
@@ -184,7 +204,8 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	}
 
 	if (o.mode == OPTD_MODE_RUN) {
-		if (optind < argc && strcmp(argv[optind - 1], "--") != 0 && strcmp(argv[optind], "--") == 0)
+		if (optind < argc && strcmp(argv[optind - 1], "--") != 0 &&
+		    strcmp(argv[optind], "--") == 0)
 			optind++;
 		if (optind >= argc)
 			return usage_error("%s: no command given", "run");

@@ -53,12 +53,23 @@ int procfs_read_stat(pid_t pid, struct procfs_stat *ret)
 		} else {
 			v = strtoull(s, &end, 10);
 			switch (field) {
-			case 4: ps.ppid = (pid_t)v; break;
-			case 9: ps.flags = (unsigned long)v; break;
-			case 26: ps.start_code = v; break;
-			case 27: ps.end_code = v; break;
-			case 47: ps.start_brk = v; break;
-			default: break;
+			case 4:
+				ps.ppid = (pid_t)v;
+				break;
+			case 9:
+				ps.flags = (unsigned long)v;
+				break;
+			case 26:
+				ps.start_code = v;
+				break;
+			case 27:
+				ps.end_code = v;
+				break;
+			case 47:
+				ps.start_brk = v;
+				break;
+			default:
+				break;
 			}
 		}
 		s = strchr(s, ' ');
@@ -93,7 +104,8 @@ int procfs_status_field(pid_t pid, const char *key, long *ret)
 	r = read_small_file(path, buf, sizeof(buf));
 	if (r < 0)
 		return r;
-	for (char *line = buf; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+	for (char *line = buf; line && *line;
+	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
 		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
 			*ret = strtol(line + klen + 1, NULL, 10);
 			return 0;
@@ -138,7 +150,8 @@ int procfs_check_attachable(pid_t pid, pid_t *ret_tgid)
 	if (ps.flags & PF_KTHREAD_FLAG)
 		return refuse(pid, "it is a kernel thread");
 	if (ps.state == 'Z' || ps.state == 'X')
-		return refuse(pid, "it is a zombie (it has exited and waits for its parent to reap it)");
+		return refuse(pid,
+			      "it is a zombie (it has exited and waits for its parent to reap it)");
 	(void)procfs_status_field(pid, "Tgid", &tgid);
 	if ((pid_t)tgid == getppid())
 		return refuse(pid, "it is optd's parent (tracing it would stop optd's own caller)");
@@ -150,7 +163,8 @@ int procfs_check_attachable(pid_t pid, pid_t *ret_tgid)
 		return refuse(pid, why);
 	}
 	if ((pid_t)tgid != pid)
-		log_info("%d is a thread of process %ld: attaching to the whole process", pid, tgid);
+		log_info("%d is a thread of process %ld: attaching to the whole process", pid,
+			 tgid);
 	*ret_tgid = (pid_t)tgid;
 	return OPTD_EXIT_OK;
 }
@@ -165,13 +179,17 @@ int procfs_explain_seize_error(pid_t pid, int err)
 		log_error("no such process: %d", pid);
 		return OPTD_EXIT_NO_PROCESS;
 	case -EPERM:
-		if (procfs_status_field(pid, "TracerPid", &tracer) == 0 && tracer && tracer != getpid()) {
+		if (procfs_status_field(pid, "TracerPid", &tracer) == 0 && tracer &&
+		    tracer != getpid()) {
 			(void)procfs_read_comm((pid_t)tracer, comm, sizeof(comm));
-			snprintf(why, sizeof(why), "it is already traced by %ld (%s)", tracer, comm);
+			snprintf(why, sizeof(why), "it is already traced by %ld (%s)", tracer,
+				 comm);
 			return refuse(pid, why);
 		}
-		return refuse(pid, "operation not permitted (another user's process, a setuid program, "
-				   "or ptrace restricted by Yama or a security module; optd needs CAP_SYS_PTRACE)");
+		return refuse(pid,
+			      "operation not permitted (another user's process, a setuid program, "
+			      "or ptrace restricted by Yama or a security module; optd needs "
+			      "CAP_SYS_PTRACE)");
 	default:
 		log_error("cannot attach to %d: %s", pid, strerror(-err));
 		return OPTD_EXIT_OSERR;

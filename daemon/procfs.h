@@ -8,7 +8,7 @@
 #include <sys/types.h>
 
 struct procfs_stat {
-	char state;          /* R, S, D, T, t, Z, X, ... */
+	char state; /* R, S, D, T, t, Z, X, ... */
 	pid_t ppid;
 	unsigned long flags; /* PF_* */
 	uint64_t start_code; /* field 26 */

@@ -39,7 +39,8 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	}
 	json_object_object_add(o, "pid", json_object_new_int(root->pid));
 	json_object_object_add(o, "exit_status",
-			       root->exited ? json_object_new_int(shell_status(root->wait_status)) : NULL);
+			       root->exited ? json_object_new_int(shell_status(root->wait_status))
+					    : NULL);
 	json_object_object_add(region, "address", json_object_new_uint64(base));
 	json_object_object_add(region, "bytes", json_object_new_uint64(bytes));
 	json_object_object_add(region, "pages", json_object_new_uint64(bytes / 4096));
@@ -87,16 +88,18 @@ static void print_summary(const struct supervisor *sv)
 	uint64_t bytes = sv->last_region.size;
 
 	if (root->exited && WIFEXITED(root->wait_status))
-		snprintf(fate, sizeof(fate), "exited with status %d", WEXITSTATUS(root->wait_status));
+		snprintf(fate, sizeof(fate), "exited with status %d",
+			 WEXITSTATUS(root->wait_status));
 	else if (root->exited)
-		snprintf(fate, sizeof(fate), "was killed by signal %d (%s)", WTERMSIG(root->wait_status),
-			 strsignal(WTERMSIG(root->wait_status)));
+		snprintf(fate, sizeof(fate), "was killed by signal %d (%s)",
+			 WTERMSIG(root->wait_status), strsignal(WTERMSIG(root->wait_status)));
 	else if (sv->detached)
 		snprintf(fate, sizeof(fate), "was detached and runs on");
 	else
 		snprintf(fate, sizeof(fate), "was left");
 	log_info("%d %s; region %#" PRIx64 " (%" PRIu64 " KiB, %" PRIu64 " huge pages); "
-		 "attach pause %" PRIu64 " us, detach pause %" PRIu64 " us; %zu threads, %zu processes",
+		 "attach pause %" PRIu64 " us, detach pause %" PRIu64
+		 " us; %zu threads, %zu processes",
 		 root->pid, fate, sv->last_region.base, bytes >> 10, sv->last_region.huge_pages,
 		 root->attach_pause_us, root->detach_pause_us, root->max_threads, sv->nprocesses);
 }
@@ -112,7 +115,8 @@ void stats_finish(struct supervisor *sv, int optd_status)
 		r = o ? write_json(sv->opt->stats_path, o) : -ENOMEM;
 		json_object_put(o);
 		if (r < 0)
-			log_error("cannot write statistics to %s: %s", sv->opt->stats_path, strerror(-r));
+			log_error("cannot write statistics to %s: %s", sv->opt->stats_path,
+				  strerror(-r));
 	}
 	print_summary(sv);
 }

@@ -41,15 +41,15 @@
  * grow upward (runtime/malloc.go, arena hints on amd64).
  */
 static const struct range known_hint_ranges[] = {
-	{0xc000000000ULL, 0xc000000000ULL + (64ULL << 30)},
+    {0xc000000000ULL, 0xc000000000ULL + (64ULL << 30)},
 };
 
 const char *target_state_name(enum target_state s)
 {
 	static const char *const names[] = {
-		[TARGET_ATTACHING] = "attaching", [TARGET_INJECTING] = "injecting",
-		[TARGET_RUNNING] = "running",     [TARGET_DETACHING] = "detaching",
-		[TARGET_GONE] = "gone",
+	    [TARGET_ATTACHING] = "attaching", [TARGET_INJECTING] = "injecting",
+	    [TARGET_RUNNING] = "running",     [TARGET_DETACHING] = "detaching",
+	    [TARGET_GONE] = "gone",
 	};
 	return s < ARRAY_SIZE(names) ? names[s] : "?";
 }
@@ -79,7 +79,8 @@ static void boost_self(struct supervisor *sv)
 		return;
 	if (sched_getparam(0, &sv->saved_param) == 0)
 		sv->saved_policy = sched_getscheduler(0);
-	if (sv->saved_policy >= 0 && sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
+	if (sv->saved_policy >= 0 &&
+	    sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &sp) == 0)
 		sv->boosted = true;
 	else
 		log_debug("cannot raise optd's priority: %m");
@@ -96,7 +97,8 @@ static void unboost_self(struct supervisor *sv)
 
 /* ---- targets ---- */
 
-static int target_new(struct supervisor *sv, struct inj_process *proc, bool root, struct target **ret)
+static int target_new(struct supervisor *sv, struct inj_process *proc, bool root,
+		      struct target **ret)
 {
 	struct target *tg = calloc(1, sizeof(*tg));
 
@@ -168,9 +170,9 @@ static int target_inject(struct target *tg)
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	struct inj_place_policy policy = {
-		.heap_reserve = opt->heap_reserve,
-		.stack_guard_gap = STACK_GUARD_GAP,
-		.gap = 4096,
+	    .heap_reserve = opt->heap_reserve,
+	    .stack_guard_gap = STACK_GUARD_GAP,
+	    .gap = 4096,
 	};
 	uint64_t near_start = 0, near_end = 0, addr = opt->arena_at;
 	uint64_t size = opt->region_size;
@@ -199,7 +201,8 @@ static int target_inject(struct target *tg)
 	if (!addr) {
 		r = inj_region_find_place(t, m, near_start, near_end, size, align, &policy, &addr);
 		if (r == -ENOSPC && align > 4096)
-			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy, &addr);
+			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy,
+						  &addr);
 	}
 	if (r < 0)
 		return r;
@@ -217,10 +220,11 @@ static void report_inject_failure(struct target *tg, int r)
 	if (r == -ESRCH)
 		return;
 	if (r == -EEXIST && tg->sv->opt->arena_at)
-		log_error("cannot place the region of %d at %#" PRIx64 ": that range is in use", tg->pid,
-			  tg->sv->opt->arena_at);
+		log_error("cannot place the region of %d at %#" PRIx64 ": that range is in use",
+			  tg->pid, tg->sv->opt->arena_at);
 	else if (r == -ENOSPC)
-		log_error("cannot place the region of %d: no free range of %" PRIu64 " KiB within reach of its executable",
+		log_error("cannot place the region of %d: no free range of %" PRIu64
+			  " KiB within reach of its executable",
 			  tg->pid, tg->sv->opt->region_size >> 10);
 	else
 		log_error("cannot inject into %d: %s", tg->pid, strerror(-r));
@@ -277,8 +281,9 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 			*tg->region = *parent->region;
 	}
 	tg->state = TARGET_RUNNING;
-	log_debug("following %s child %d of %d%s", c->event == PTRACE_EVENT_VFORK ? "vfork" : "fork",
-		  c->pid, parent->pid, tg->region ? " (with region)" : "");
+	log_debug("following %s child %d of %d%s",
+		  c->event == PTRACE_EVENT_VFORK ? "vfork" : "fork", c->pid, parent->pid,
+		  tg->region ? " (with region)" : "");
 
 	if (inj_early_stop_take(c->pid, &status)) {
 		struct inj_stop st;

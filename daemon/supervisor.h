@@ -23,15 +23,15 @@ struct supervisor {
 	struct event *ev_chld;
 	struct event *ev_sig[3];
 	struct target *targets; /* live targets */
-	struct target *root;    /* the process the user named; kept after it is gone */
+	struct target *root;	/* the process the user named; kept after it is gone */
 	bool done;
-	bool boosted;           /* optd runs SCHED_FIFO for a stop-the-world */
+	bool boosted; /* optd runs SCHED_FIFO for a stop-the-world */
 	int saved_policy;
 	struct sched_param saved_param;
-	bool detached;          /* the root was detached rather than seen exit */
-	size_t nprocesses;      /* every process traced, children included */
+	bool detached;	   /* the root was detached rather than seen exit */
+	size_t nprocesses; /* every process traced, children included */
 	size_t max_threads_seen;
-	size_t exec_injections; /* regions injected after an execve */
+	size_t exec_injections;	       /* regions injected after an execve */
 	struct inj_region last_region; /* the root's latest region, kept for the statistics */
 };
 

@@ -13,11 +13,11 @@
 struct supervisor;
 
 enum target_state {
-	TARGET_ATTACHING,  /* seized, not yet stopped */
-	TARGET_INJECTING,  /* world stopped, region being created */
-	TARGET_RUNNING,    /* region in place, threads running */
-	TARGET_DETACHING,  /* world stopped, region being removed */
-	TARGET_GONE,       /* exited or detached */
+	TARGET_ATTACHING, /* seized, not yet stopped */
+	TARGET_INJECTING, /* world stopped, region being created */
+	TARGET_RUNNING,	  /* region in place, threads running */
+	TARGET_DETACHING, /* world stopped, region being removed */
+	TARGET_GONE,	  /* exited or detached */
 };
 
 struct target {
@@ -26,18 +26,18 @@ struct target {
 	pid_t pid;
 	enum target_state state;
 	struct inj_process *proc;
-	struct inj_region *region;  /* NULL when the process holds none of its own */
-	struct target *mm_owner;    /* vfork child: the parent whose address space it borrows */
-	bool root;                  /* the process the user named */
+	struct inj_region *region; /* NULL when the process holds none of its own */
+	struct target *mm_owner;   /* vfork child: the parent whose address space it borrows */
+	bool root;		   /* the process the user named */
 
 	/* Statistics. */
-	uint64_t attach_stop_us;    /* asking threads to stop until they have */
-	uint64_t attach_pause_us;   /* stopped until resumed */
+	uint64_t attach_stop_us;  /* asking threads to stop until they have */
+	uint64_t attach_pause_us; /* stopped until resumed */
 	uint64_t detach_stop_us;
 	uint64_t detach_pause_us;
 	size_t max_threads;
 	bool exited;
-	int wait_status;            /* valid when exited */
+	int wait_status; /* valid when exited */
 };
 
 const char *target_state_name(enum target_state s);

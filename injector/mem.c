@@ -154,7 +154,8 @@ int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t 
 		r = inj_mem_write_via(p, path, addr, buf, len);
 		if (r == -EPERM || r == -EACCES) {
 			/* proc_mem.force_override forbids it; remember, and poke instead. */
-			log_debug("pid %d: /proc/PID/mem writes refused, using PTRACE_POKEDATA", p->pid);
+			log_debug("pid %d: /proc/PID/mem writes refused, using PTRACE_POKEDATA",
+				  p->pid);
 			p->mem_fd_write_denied = true;
 		} else if (r == -EIO) {
 			r = -EFAULT;

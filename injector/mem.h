@@ -14,9 +14,9 @@
 #include "process.h"
 
 enum inj_mem_path {
-	INJ_MEM_VM = 0,   /* process_vm_readv/writev */
+	INJ_MEM_VM = 0,	  /* process_vm_readv/writev */
 	INJ_MEM_PROC_MEM, /* /proc/PID/mem */
-	INJ_MEM_POKE,     /* PTRACE_PEEKDATA/POKEDATA */
+	INJ_MEM_POKE,	  /* PTRACE_PEEKDATA/POKEDATA */
 };
 
 /* Reads len bytes. 0, -EFAULT if any byte is unmapped, -ESRCH, -errno. */

@@ -15,7 +15,7 @@
 #define PLACE_USER_TOP 0x7ffffffff000ULL
 
 struct place_request {
-	uint64_t size;  /* bytes; a multiple of the page size, > 0 */
+	uint64_t size;	/* bytes; a multiple of the page size, > 0 */
 	uint64_t align; /* power of two >= 4096 */
 
 	/*
@@ -26,12 +26,12 @@ struct place_request {
 	uint64_t near_end;
 
 	/* Hazards: ranges the region must stay clear of. 0 = unknown / none. */
-	uint64_t brk;           /* current program break */
-	uint64_t heap_reserve;  /* bytes above brk kept free for heap growth */
-	uint64_t stack_top;     /* end of the main thread's [stack] mapping */
+	uint64_t brk;		/* current program break */
+	uint64_t heap_reserve;	/* bytes above brk kept free for heap growth */
+	uint64_t stack_top;	/* end of the main thread's [stack] mapping */
 	uint64_t stack_reserve; /* bytes below stack_top kept free: RLIMIT_STACK + guard gap */
 	uint64_t mmap_min_addr; /* lowest address the kernel lets anyone map */
-	uint64_t gap;           /* free bytes kept between the region and any mapping */
+	uint64_t gap;		/* free bytes kept between the region and any mapping */
 	const struct rangeset *avoid; /* more ranges to keep clear of (hint ranges); may be NULL */
 };
 

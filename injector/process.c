@@ -21,15 +21,15 @@
 const char *inj_stop_kind_name(enum inj_stop_kind kind)
 {
 	static const char *const names[] = {
-		[INJ_RUNNING] = "running",
-		[INJ_STOP_INTERRUPT] = "interrupt-stop",
-		[INJ_STOP_GROUP] = "group-stop",
-		[INJ_STOP_SIGNAL] = "signal-delivery-stop",
-		[INJ_STOP_SYSCALL_ENTRY] = "syscall-entry-stop",
-		[INJ_STOP_SYSCALL_EXIT] = "syscall-exit-stop",
-		[INJ_STOP_SECCOMP] = "seccomp-stop",
-		[INJ_STOP_EVENT] = "event-stop",
-		[INJ_GONE] = "gone",
+	    [INJ_RUNNING] = "running",
+	    [INJ_STOP_INTERRUPT] = "interrupt-stop",
+	    [INJ_STOP_GROUP] = "group-stop",
+	    [INJ_STOP_SIGNAL] = "signal-delivery-stop",
+	    [INJ_STOP_SYSCALL_ENTRY] = "syscall-entry-stop",
+	    [INJ_STOP_SYSCALL_EXIT] = "syscall-exit-stop",
+	    [INJ_STOP_SECCOMP] = "seccomp-stop",
+	    [INJ_STOP_EVENT] = "event-stop",
+	    [INJ_GONE] = "gone",
 	};
 	return kind < ARRAY_SIZE(names) ? names[kind] : "?";
 }
@@ -59,7 +59,8 @@ int inj_stop_decode(pid_t tid, int status, struct inj_stop *ret)
 	if (sig == (SIGTRAP | 0x80)) {
 		struct __ptrace_syscall_info info;
 
-		r = inj_ptrace(PTRACE_GET_SYSCALL_INFO, tid, sizeof(info), (uint64_t)(uintptr_t)&info);
+		r = inj_ptrace(PTRACE_GET_SYSCALL_INFO, tid, sizeof(info),
+			       (uint64_t)(uintptr_t)&info);
 		if (r < 0)
 			return (int)r;
 		st.kind = info.op == PTRACE_SYSCALL_INFO_EXIT ? INJ_STOP_SYSCALL_EXIT
@@ -172,7 +173,8 @@ void inj_process_remove_thread(struct inj_process *p, pid_t tid)
 		if (p->threads[i]->tid != tid)
 			continue;
 		free(p->threads[i]);
-		memmove(&p->threads[i], &p->threads[i + 1], (p->nthreads - i - 1) * sizeof(p->threads[0]));
+		memmove(&p->threads[i], &p->threads[i + 1],
+			(p->nthreads - i - 1) * sizeof(p->threads[0]));
 		p->nthreads--;
 		return;
 	}
@@ -444,7 +446,8 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t)
 			continue;
 		}
 		free(p->threads[i]);
-		memmove(&p->threads[i], &p->threads[i + 1], (p->nthreads - i - 1) * sizeof(p->threads[0]));
+		memmove(&p->threads[i], &p->threads[i + 1],
+			(p->nthreads - i - 1) * sizeof(p->threads[0]));
 		p->nthreads--;
 	}
 	t->tid = p->pid;
@@ -524,7 +527,8 @@ int inj_process_stop(struct inj_process *p)
 		 */
 		if (t->stop != INJ_RUNNING && !t->zombie) {
 			unsigned long msg;
-			if (inj_ptrace(PTRACE_GETEVENTMSG, t->tid, 0, (uint64_t)(uintptr_t)&msg) == -ESRCH)
+			if (inj_ptrace(PTRACE_GETEVENTMSG, t->tid, 0, (uint64_t)(uintptr_t)&msg) ==
+			    -ESRCH)
 				t->stop = INJ_RUNNING;
 			continue;
 		}
@@ -642,7 +646,8 @@ int inj_thread_resume(struct inj_thread *t)
 	case INJ_STOP_SIGNAL:
 		sig = (uint64_t)t->sig;
 		if (sig && t->have_siginfo) {
-			pr = inj_ptrace(PTRACE_SETSIGINFO, t->tid, 0, (uint64_t)(uintptr_t)&t->siginfo);
+			pr = inj_ptrace(PTRACE_SETSIGINFO, t->tid, 0,
+					(uint64_t)(uintptr_t)&t->siginfo);
 			if (pr < 0)
 				return (int)pr;
 		}
@@ -693,7 +698,8 @@ int inj_process_detach(struct inj_process *p)
 				(void)inj_ptrace(PTRACE_SETSIGINFO, t->tid, 0,
 						 (uint64_t)(uintptr_t)&t->siginfo);
 		}
-		/* A group-stop in effect is reinstated by the kernel at detach (__ptrace_unlink). */
+		/* A group-stop in effect is reinstated by the kernel at detach (__ptrace_unlink).
+		 */
 		pr = inj_ptrace(PTRACE_DETACH, t->tid, 0, sig);
 		if (pr < 0 && pr != -ESRCH && !first)
 			first = (int)pr;

@@ -25,15 +25,18 @@
 #include <sys/user.h>
 
 enum inj_stop_kind {
-	INJ_RUNNING = 0,        /* not in a ptrace-stop that we know of */
-	INJ_STOP_INTERRUPT,     /* PTRACE_EVENT_STOP with SIGTRAP: PTRACE_INTERRUPT or a new thread's first stop */
-	INJ_STOP_GROUP,         /* PTRACE_EVENT_STOP with a stop signal: group-stop, resumed with PTRACE_LISTEN */
-	INJ_STOP_SIGNAL,        /* signal-delivery-stop; the signal is delivered at resume unless suppressed */
+	INJ_RUNNING = 0,    /* not in a ptrace-stop that we know of */
+	INJ_STOP_INTERRUPT, /* PTRACE_EVENT_STOP with SIGTRAP: PTRACE_INTERRUPT or a new thread's
+			       first stop */
+	INJ_STOP_GROUP,	    /* PTRACE_EVENT_STOP with a stop signal: group-stop, resumed with
+			       PTRACE_LISTEN */
+	INJ_STOP_SIGNAL,    /* signal-delivery-stop; the signal is delivered at resume unless
+			       suppressed */
 	INJ_STOP_SYSCALL_ENTRY, /* PTRACE_SYSCALL entry */
-	INJ_STOP_SYSCALL_EXIT,  /* PTRACE_SYSCALL exit */
-	INJ_STOP_SECCOMP,       /* PTRACE_EVENT_SECCOMP */
-	INJ_STOP_EVENT,         /* PTRACE_EVENT_CLONE/FORK/VFORK/VFORK_DONE/EXEC/EXIT */
-	INJ_GONE,               /* exited or killed; see exit_status */
+	INJ_STOP_SYSCALL_EXIT,	/* PTRACE_SYSCALL exit */
+	INJ_STOP_SECCOMP,	/* PTRACE_EVENT_SECCOMP */
+	INJ_STOP_EVENT,		/* PTRACE_EVENT_CLONE/FORK/VFORK/VFORK_DONE/EXEC/EXIT */
+	INJ_GONE,		/* exited or killed; see exit_status */
 };
 
 const char *inj_stop_kind_name(enum inj_stop_kind kind);
@@ -42,10 +45,11 @@ const char *inj_stop_kind_name(enum inj_stop_kind kind);
 struct inj_stop {
 	pid_t tid;
 	enum inj_stop_kind kind;
-	int sig;             /* INJ_STOP_SIGNAL: the signal; INJ_STOP_GROUP: the stop signal */
-	int event;           /* INJ_STOP_EVENT: PTRACE_EVENT_* */
-	unsigned long msg;   /* PTRACE_GETEVENTMSG for events: new tid/pid, former tid at exec, exit status */
-	int exit_status;     /* INJ_GONE: a wait status (use WIFEXITED etc.) */
+	int sig;   /* INJ_STOP_SIGNAL: the signal; INJ_STOP_GROUP: the stop signal */
+	int event; /* INJ_STOP_EVENT: PTRACE_EVENT_* */
+	unsigned long
+	    msg; /* PTRACE_GETEVENTMSG for events: new tid/pid, former tid at exec, exit status */
+	int exit_status; /* INJ_GONE: a wait status (use WIFEXITED etc.) */
 };
 
 /*
@@ -60,18 +64,18 @@ struct inj_thread {
 	struct inj_process *proc;
 	pid_t tid;
 	enum inj_stop_kind stop;
-	int sig;              /* INJ_STOP_SIGNAL: signal to deliver at resume, 0 = none */
-	bool have_siginfo;    /* siginfo holds the original siginfo of sig */
+	int sig;	   /* INJ_STOP_SIGNAL: signal to deliver at resume, 0 = none */
+	bool have_siginfo; /* siginfo holds the original siginfo of sig */
 	siginfo_t siginfo;
-	int event;            /* INJ_STOP_EVENT */
-	int group_sig;        /* the group-stop signal when the thread must return to group-stop */
-	bool new_thread;      /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
-	bool zombie;          /* a thread-group leader that exited while others run: never traps */
+	int event;	 /* INJ_STOP_EVENT */
+	int group_sig;	 /* the group-stop signal when the thread must return to group-stop */
+	bool new_thread; /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
+	bool zombie;	 /* a thread-group leader that exited while others run: never traps */
 
 	/* Remote-call state (see syscall.h). */
 	bool prepared;
-	bool borrowed_entry;  /* prepared at a syscall-entry or seccomp stop */
-	bool used_entry;      /* that pending syscall was replaced by ours */
+	bool borrowed_entry; /* prepared at a syscall-entry or seccomp stop */
+	bool used_entry;     /* that pending syscall was replaced by ours */
 	struct user_regs_struct saved_regs;
 	uint64_t saved_sigmask;
 };
@@ -94,15 +98,17 @@ struct inj_process {
 	struct inj_thread **threads;
 	size_t nthreads;
 	size_t cap;
-	int mem_fd;             /* /proc/PID/mem, opened lazily; reopened after exec */
+	int mem_fd;		  /* /proc/PID/mem, opened lazily; reopened after exec */
 	bool mem_fd_write_denied; /* the kernel refuses /proc/PID/mem writes: use POKEDATA */
-	uint64_t syscall_insn;  /* address of a `syscall` instruction in the target, 0 = not found yet */
+	uint64_t
+	    syscall_insn; /* address of a `syscall` instruction in the target, 0 = not found yet */
 	bool resume_with_syscall; /* resume with PTRACE_SYSCALL rather than PTRACE_CONT */
-	bool exec_seen;           /* PTRACE_EVENT_EXEC happened during a stop: address space replaced */
-	pid_t exec_tid;           /* the thread that reported it (now has tid == pid) */
-	bool exited;              /* the leader's exit was reaped by inj_process_stop() */
-	int exit_status;          /* its wait status */
-	struct inj_child *children; /* new processes seen during stop/seize, for the caller to take */
+	bool exec_seen;	 /* PTRACE_EVENT_EXEC happened during a stop: address space replaced */
+	pid_t exec_tid;	 /* the thread that reported it (now has tid == pid) */
+	bool exited;	 /* the leader's exit was reaped by inj_process_stop() */
+	int exit_status; /* its wait status */
+	struct inj_child
+	    *children; /* new processes seen during stop/seize, for the caller to take */
 	size_t nchildren;
 	size_t children_cap;
 };
@@ -128,7 +134,8 @@ void inj_process_free(struct inj_process *p);
 
 struct inj_thread *inj_process_thread(struct inj_process *p, pid_t tid);
 /* Adds a thread we trace (e.g. from PTRACE_EVENT_CLONE) in the given state. 0 or -ENOMEM. */
-int inj_process_add_thread(struct inj_process *p, pid_t tid, enum inj_stop_kind stop, struct inj_thread **ret);
+int inj_process_add_thread(struct inj_process *p, pid_t tid, enum inj_stop_kind stop,
+			   struct inj_thread **ret);
 void inj_process_remove_thread(struct inj_process *p, pid_t tid);
 
 /*
@@ -145,7 +152,8 @@ int inj_process_stop(struct inj_process *p);
 /* Resumes one stopped thread the way its stop requires. 0, -ESRCH, -errno. */
 int inj_thread_resume(struct inj_thread *t);
 
-/* Resumes every stopped thread. Threads that vanished are dropped. 0 or -errno of the first real failure. */
+/* Resumes every stopped thread. Threads that vanished are dropped. 0 or -errno of the first real
+ * failure. */
 int inj_process_resume(struct inj_process *p);
 
 /*

@@ -18,23 +18,40 @@
 const char *inj_ptrace_request_name(int request)
 {
 	switch (request) {
-	case PTRACE_PEEKDATA: return "PEEKDATA";
-	case PTRACE_POKEDATA: return "POKEDATA";
-	case PTRACE_CONT: return "CONT";
-	case PTRACE_SINGLESTEP: return "SINGLESTEP";
-	case PTRACE_SYSCALL: return "SYSCALL";
-	case PTRACE_GETREGS: return "GETREGS";
-	case PTRACE_SETREGS: return "SETREGS";
-	case PTRACE_DETACH: return "DETACH";
-	case PTRACE_SEIZE: return "SEIZE";
-	case PTRACE_INTERRUPT: return "INTERRUPT";
-	case PTRACE_LISTEN: return "LISTEN";
-	case PTRACE_GETEVENTMSG: return "GETEVENTMSG";
-	case PTRACE_GETSIGINFO: return "GETSIGINFO";
-	case PTRACE_SETOPTIONS: return "SETOPTIONS";
-	case PTRACE_GET_SYSCALL_INFO: return "GET_SYSCALL_INFO";
-	case PTRACE_KILL: return "KILL";
-	default: return "?";
+	case PTRACE_PEEKDATA:
+		return "PEEKDATA";
+	case PTRACE_POKEDATA:
+		return "POKEDATA";
+	case PTRACE_CONT:
+		return "CONT";
+	case PTRACE_SINGLESTEP:
+		return "SINGLESTEP";
+	case PTRACE_SYSCALL:
+		return "SYSCALL";
+	case PTRACE_GETREGS:
+		return "GETREGS";
+	case PTRACE_SETREGS:
+		return "SETREGS";
+	case PTRACE_DETACH:
+		return "DETACH";
+	case PTRACE_SEIZE:
+		return "SEIZE";
+	case PTRACE_INTERRUPT:
+		return "INTERRUPT";
+	case PTRACE_LISTEN:
+		return "LISTEN";
+	case PTRACE_GETEVENTMSG:
+		return "GETEVENTMSG";
+	case PTRACE_GETSIGINFO:
+		return "GETSIGINFO";
+	case PTRACE_SETOPTIONS:
+		return "SETOPTIONS";
+	case PTRACE_GET_SYSCALL_INFO:
+		return "GET_SYSCALL_INFO";
+	case PTRACE_KILL:
+		return "KILL";
+	default:
+		return "?";
 	}
 }
 
@@ -46,8 +63,9 @@ long inj_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data)
 	r = syscall(SYS_ptrace, (long)request, (long)tid, (long)addr, (long)data);
 	if (r < 0) {
 		int err = negerrno();
-		log_trace("ptrace(%s, %d, %#lx, %#lx) = %d (%s)", inj_ptrace_request_name(request), tid,
-			  (unsigned long)addr, (unsigned long)data, err, strerrorname_np(-err));
+		log_trace("ptrace(%s, %d, %#lx, %#lx) = %d (%s)", inj_ptrace_request_name(request),
+			  tid, (unsigned long)addr, (unsigned long)data, err,
+			  strerrorname_np(-err));
 		return err;
 	}
 	log_trace("ptrace(%s, %d, %#lx, %#lx) = %ld", inj_ptrace_request_name(request), tid,

@@ -38,13 +38,13 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 			  const struct inj_place_policy *policy, uint64_t *ret_addr)
 {
 	struct place_request req = {
-		.size = size,
-		.align = align,
-		.near_start = near_start,
-		.near_end = near_end,
-		.heap_reserve = policy->heap_reserve,
-		.gap = policy->gap,
-		.avoid = policy->avoid,
+	    .size = size,
+	    .align = align,
+	    .near_start = near_start,
+	    .near_end = near_end,
+	    .heap_reserve = policy->heap_reserve,
+	    .gap = policy->gap,
+	    .avoid = policy->avoid,
 	};
 	const struct maps_entry *stack = maps_find_kind(m, MAPS_STACK);
 	struct rlimit rl;
@@ -60,8 +60,8 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 		req.stack_top = stack->end;
 		/* An unlimited stack can grow until it meets a mapping; keep a generous 4 GiB. */
 		uint64_t lim = 4ULL << 30;
-		if (prlimit(t->proc->pid, RLIMIT_STACK, NULL, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-		    rl.rlim_cur < lim)
+		if (prlimit(t->proc->pid, RLIMIT_STACK, NULL, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
 			lim = rl.rlim_cur;
 		req.stack_reserve = lim + policy->stack_guard_gap;
 	}
@@ -140,7 +140,8 @@ static int region_install(struct inj_thread *t, struct inj_region *reg, unsigned
 	huge_lo = ALIGN_UP(addr + OPTD_REGION_HEADER_PAGE, INJ_HUGE_PAGE);
 	huge_hi = ALIGN_DOWN(addr + size, INJ_HUGE_PAGE);
 	if (huge_hi > huge_lo) {
-		r = inj_syscall(t, SYS_madvise, &res, (long)huge_lo, (long)(huge_hi - huge_lo), MADV_HUGEPAGE);
+		r = inj_syscall(t, SYS_madvise, &res, (long)huge_lo, (long)(huge_hi - huge_lo),
+				MADV_HUGEPAGE);
 		if (r < 0)
 			goto out_unmap;
 		/* EINVAL: no transparent huge pages in this kernel. Not an error. */
@@ -192,15 +193,15 @@ int inj_region_create(struct inj_thread *t, uint64_t addr, uint64_t size, struct
 	reg->base = addr;
 	reg->size = size;
 	reg->hdr = (struct optd_region_header){
-		.version = OPTD_REGION_VERSION,
-		.header_size = sizeof(struct optd_region_header),
-		.base = addr,
-		.size = size,
-		.code_offset = OPTD_REGION_HEADER_PAGE,
-		.code_size = size - OPTD_REGION_HEADER_PAGE,
-		.owner_pid = (uint64_t)getpid(),
-		.owner_start_time = self_start_time(),
-		.generation = 1,
+	    .version = OPTD_REGION_VERSION,
+	    .header_size = sizeof(struct optd_region_header),
+	    .base = addr,
+	    .size = size,
+	    .code_offset = OPTD_REGION_HEADER_PAGE,
+	    .code_size = size - OPTD_REGION_HEADER_PAGE,
+	    .owner_pid = (uint64_t)getpid(),
+	    .owner_start_time = self_start_time(),
+	    .generation = 1,
 	};
 	memcpy(reg->hdr.magic, OPTD_REGION_MAGIC, OPTD_REGION_MAGIC_LEN);
 

@@ -19,15 +19,15 @@
 struct inj_region {
 	uint64_t base;
 	uint64_t size;
-	uint64_t huge_pages; /* 2 MiB pages advised MADV_HUGEPAGE */
+	uint64_t huge_pages;	       /* 2 MiB pages advised MADV_HUGEPAGE */
 	struct optd_region_header hdr; /* our copy of what the target holds */
 };
 
 /* The hazards of a target's address space as place_find() wants them. */
 struct inj_place_policy {
-	uint64_t heap_reserve;      /* bytes above the break kept free */
-	uint64_t stack_guard_gap;   /* the kernel's stack_guard_gap, 1 MiB by default */
-	uint64_t gap;               /* free bytes between the region and any mapping */
+	uint64_t heap_reserve;	  /* bytes above the break kept free */
+	uint64_t stack_guard_gap; /* the kernel's stack_guard_gap, 1 MiB by default */
+	uint64_t gap;		  /* free bytes between the region and any mapping */
 	const struct rangeset *avoid;
 };
 

@@ -16,18 +16,19 @@
 struct optd_region_header {
 	char magic[OPTD_REGION_MAGIC_LEN];
 	uint32_t version;
-	uint32_t header_size;      /* sizeof(struct optd_region_header) */
-	uint64_t base;             /* address of the region (of this header) */
-	uint64_t size;             /* bytes, a multiple of the page size */
-	uint64_t code_offset;      /* code area, from base */
-	uint64_t code_size;        /* bytes reserved for code */
-	uint64_t code_used;        /* bytes of code written */
-	uint64_t reloc_offset;     /* relocation table, from base; 0 = none */
-	uint64_t reloc_count;      /* records in the table */
-	uint64_t owner_pid;        /* the optd that owns the region */
-	uint64_t owner_start_time; /* its start time in clock ticks after boot (/proc/PID/stat field 22) */
-	uint64_t generation;       /* bumped at every change of layout or address */
-	uint64_t flags;            /* OPTD_REGION_F_* */
+	uint32_t header_size;	   /* sizeof(struct optd_region_header) */
+	uint64_t base;		   /* address of the region (of this header) */
+	uint64_t size;		   /* bytes, a multiple of the page size */
+	uint64_t code_offset;	   /* code area, from base */
+	uint64_t code_size;	   /* bytes reserved for code */
+	uint64_t code_used;	   /* bytes of code written */
+	uint64_t reloc_offset;	   /* relocation table, from base; 0 = none */
+	uint64_t reloc_count;	   /* records in the table */
+	uint64_t owner_pid;	   /* the optd that owns the region */
+	uint64_t owner_start_time; /* its start time in clock ticks after boot (/proc/PID/stat field
+				      22) */
+	uint64_t generation;	   /* bumped at every change of layout or address */
+	uint64_t flags;		   /* OPTD_REGION_F_* */
 	uint8_t reserved[128 - 104];
 };
 

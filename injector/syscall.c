@@ -46,7 +46,8 @@ static int stop_rank(const struct inj_thread *t)
 	case INJ_STOP_SECCOMP:
 		return 2; /* its own syscall runs again afterwards */
 	case INJ_STOP_EVENT:
-		/* An exiting thread never returns; a vfork parent cannot move until its child does. */
+		/* An exiting thread never returns; a vfork parent cannot move until its child does.
+		 */
 		return t->event == PTRACE_EVENT_EXIT || t->event == PTRACE_EVENT_VFORK ? 5 : 3;
 	default:
 		return 6;
@@ -129,11 +130,13 @@ static int find_syscall_insn(struct inj_process *p, uint64_t *ret_addr)
 				continue;
 			if (e->kind == MAPS_VSYSCALL)
 				continue; /* emulated: jumping into it faults */
-			for (uint64_t a = e->start; a < e->end && r == -ENOENT; a += sizeof(buf) - 1) {
+			for (uint64_t a = e->start; a < e->end && r == -ENOENT;
+			     a += sizeof(buf) - 1) {
 				size_t len = e->end - a < sizeof(buf) ? e->end - a : sizeof(buf);
 				if (inj_mem_read(p, a, buf, len) < 0)
 					break;
-				unsigned char *hit = memmem(buf, len, syscall_insn, sizeof(syscall_insn));
+				unsigned char *hit =
+				    memmem(buf, len, syscall_insn, sizeof(syscall_insn));
 				if (hit) {
 					p->syscall_insn = a + (uint64_t)(hit - buf);
 					r = 0;
@@ -143,7 +146,8 @@ static int find_syscall_insn(struct inj_process *p, uint64_t *ret_addr)
 	}
 	maps_free(m);
 	if (r == 0) {
-		log_debug("pid %d: syscall instruction at %#lx", p->pid, (unsigned long)p->syscall_insn);
+		log_debug("pid %d: syscall instruction at %#lx", p->pid,
+			  (unsigned long)p->syscall_insn);
 		*ret_addr = p->syscall_insn;
 	}
 	return r;
@@ -171,7 +175,8 @@ int inj_thread_prepare(struct inj_thread *t)
 	 * exits, and that child waits in its own ptrace-stop: borrowing the
 	 * parent would deadlock.
 	 */
-	if (t->stop == INJ_STOP_EVENT && (t->event == PTRACE_EVENT_VFORK || t->event == PTRACE_EVENT_EXIT))
+	if (t->stop == INJ_STOP_EVENT &&
+	    (t->event == PTRACE_EVENT_VFORK || t->event == PTRACE_EVENT_EXIT))
 		return -EBUSY;
 	if (t->stop == INJ_STOP_EVENT) {
 		r = finish_event_syscall(t);
@@ -187,7 +192,8 @@ int inj_thread_prepare(struct inj_thread *t)
 			return (int)pr;
 		t->have_siginfo = true;
 	}
-	pr = inj_ptrace(PTRACE_GETSIGMASK, t->tid, sizeof(uint64_t), (uint64_t)(uintptr_t)&t->saved_sigmask);
+	pr = inj_ptrace(PTRACE_GETSIGMASK, t->tid, sizeof(uint64_t),
+			(uint64_t)(uintptr_t)&t->saved_sigmask);
 	if (pr < 0)
 		return (int)pr;
 	pr = inj_ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t), (uint64_t)(uintptr_t)&all);
@@ -213,7 +219,8 @@ int inj_thread_cure(struct inj_thread *t)
 		regs.rax = regs.orig_rax;
 	}
 	r = inj_ptrace_setregs(t->tid, &regs);
-	pr = inj_ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t), (uint64_t)(uintptr_t)&t->saved_sigmask);
+	pr = inj_ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t),
+			(uint64_t)(uintptr_t)&t->saved_sigmask);
 	r2 = pr < 0 ? (int)pr : 0;
 	t->prepared = false;
 	t->borrowed_entry = false;
@@ -248,14 +255,17 @@ static int wait_remote_done(struct inj_thread *t, int req, bool want_exit,
 			break;
 		case INJ_STOP_SIGNAL:
 			if (!want_exit && st.sig == SIGTRAP) {
-				/* The single-step trap. The original pending signal (t->sig) stays owed. */
+				/* The single-step trap. The original pending signal (t->sig) stays
+				 * owed. */
 				t->stop = INJ_STOP_SIGNAL;
 				return inj_ptrace_getregs(t->tid, ret_regs);
 			}
 			if (st.sig == SIGSEGV || st.sig == SIGBUS || st.sig == SIGILL)
-				return -EFAULT; /* our detour faulted; the cure restores the thread */
+				return -EFAULT; /* our detour faulted; the cure restores the thread
+						 */
 			/* Blocked signals cannot arrive; anything else is suppressed and logged. */
-			log_debug("tid %d: signal %d during a remote syscall suppressed", t->tid, st.sig);
+			log_debug("tid %d: signal %d during a remote syscall suppressed", t->tid,
+				  st.sig);
 			break;
 		case INJ_STOP_GROUP:
 			t->group_sig = st.sig;
@@ -310,7 +320,8 @@ static int syscall_borrow_entry(struct inj_thread *t, long nr, const long args[6
  * a syscall (an event stop in execve, clone or fork) reports the step once on
  * that syscall's way out before executing anything: step again then.
  */
-static int syscall_step(struct inj_thread *t, uint64_t addr, long nr, const long args[6], long *ret_result)
+static int syscall_step(struct inj_thread *t, uint64_t addr, long nr, const long args[6],
+			long *ret_result)
 {
 	struct user_regs_struct regs = t->saved_regs;
 	int early_traps = 0;
@@ -345,7 +356,8 @@ static int syscall_step(struct inj_thread *t, uint64_t addr, long nr, const long
 				  (unsigned long)(addr + SYSCALL_INSN_LEN));
 			return -EFAULT;
 		}
-		/* With every signal blocked a restart should not happen; if it does, run it again. */
+		/* With every signal blocked a restart should not happen; if it does, run it again.
+		 */
 		if (!is_restart((long)regs.rax))
 			break;
 	}

@@ -38,7 +38,7 @@ int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long ar
 /* Where the `syscall` instruction comes from; tests force the swap path. */
 enum inj_syscall_site {
 	INJ_SITE_FIND = 0, /* find 0f 05 in an executable mapping, else swap in */
-	INJ_SITE_SWAP,     /* always swap two bytes in at the thread's rip */
+	INJ_SITE_SWAP,	   /* always swap two bytes in at the thread's rip */
 };
 void inj_syscall_set_site(enum inj_syscall_site site);
 

@@ -69,10 +69,12 @@ int main(int argc, char **argv)
 		ftruncate(mfd, 4096);
 		mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, mfd, 0);
 		mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		void *named = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		void *named = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, named, 4 * 4096, "optd arena"))
 			perror("prctl anon name");
-		void *nshm = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		void *nshm =
+		    mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, nshm, 2 * 4096, "optd shm"))
 			perror("prctl anon name shm");
 		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
@@ -93,7 +95,8 @@ int main(int argc, char **argv)
 					    .sample_period = 100000,
 					    .sample_type = PERF_SAMPLE_IP};
 		int pfd = syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
-		if (pfd < 0 || mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0) == MAP_FAILED)
+		if (pfd < 0 ||
+		    mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0) == MAP_FAILED)
 			perror("perf_event");
 		int sfd = syscall(SYS_memfd_secret, 0);
 		if (sfd < 0 || ftruncate(sfd, 4096) < 0 ||
@@ -103,12 +106,15 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(mode, "gaps")) {
-		static const unsigned long at[] = {0x10000, 0x100000000, 0x200000000000, 0x7fff00000000,
-						   0x7ffffffe0000};
+		static const unsigned long at[] = {0x10000, 0x100000000, 0x200000000000,
+						   0x7fff00000000, 0x7ffffffe0000};
 		for (unsigned i = 0; i < sizeof(at) / sizeof(at[0]); i++)
-			if (mmap((void *)at[i], 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
+			if (mmap((void *)at[i], 4096, PROT_READ,
+				 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1,
+				 0) == MAP_FAILED)
 				fprintf(stderr, "mmap %#lx: %m\n", at[i]);
-		mmap(NULL, 1UL << 30, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		mmap(NULL, 1UL << 30, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+		     0);
 		pthread_t t[2];
 		pthread_barrier_init(&bar, NULL, 3);
 		for (int i = 0; i < 2; i++)
