@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "relocate.h"
+
 /* Exit statuses of optd's own failures (documented in optd(1) and README.md). */
 enum optd_exit {
 	OPTD_EXIT_OK = 0,
@@ -29,8 +31,12 @@ enum optd_mode {
 struct optd_options {
 	enum optd_mode mode;
 	pid_t pid;
-	char **argv;	       /* run: the command */
-	uint64_t region_size;  /* bytes */
+	char **argv;	      /* run: the command */
+	uint64_t region_size; /* bytes */
+	bool region_size_set; /* given with --region-size: relocation does not grow it */
+	enum relocate_mode relocate;
+	char **relocate_names; /* RELOCATE_NAMED */
+	size_t n_relocate_names;
 	uint64_t arena_at;     /* 0 = choose */
 	uint64_t heap_reserve; /* bytes kept free above the break */
 	const char *stats_path;

@@ -24,6 +24,8 @@ static const char usage_text[] =
     "  --region-size=SIZE  bytes of optd's region (K, M, G suffixes; default 1M)\n"
     "  --arena-at=ADDR     put the region at ADDR (hexadecimal)\n"
     "  --heap-reserve=SIZE bytes above the program break kept free (default 256M)\n"
+    "  --relocate=MODE     none (default), all (every function of the executable that\n"
+    "                      can be proven safe to copy), or FUNC[,FUNC...] by name\n"
     "  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
     "  -v, --verbose       more detail on stderr (twice: every ptrace request)\n"
     "  -q, --quiet         no summary, errors only\n"
@@ -95,7 +97,41 @@ enum {
 	OPT_HEAP_RESERVE,
 	OPT_STATS,
 	OPT_VERSION,
+	OPT_RELOCATE,
 };
+
+/* --relocate=none|all|FUNC[,FUNC...] */
+static int parse_relocate(const char *arg, struct optd_options *o)
+{
+	char *copy, *tok, *save = NULL;
+
+	if (strcmp(arg, "none") == 0) {
+		o->relocate = RELOCATE_NONE;
+		return 0;
+	}
+	if (strcmp(arg, "all") == 0) {
+		o->relocate = RELOCATE_ALL;
+		return 0;
+	}
+	if (strcmp(arg, "hot") == 0)
+		return -ENOTSUP;
+	if (!*arg)
+		return -EINVAL;
+	copy = strdup(arg);
+	if (!copy)
+		return -ENOMEM;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char **v = realloc(o->relocate_names, (o->n_relocate_names + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		o->relocate_names = v;
+		o->relocate_names[o->n_relocate_names++] = tok;
+	}
+	if (!o->n_relocate_names)
+		return -EINVAL;
+	o->relocate = RELOCATE_NAMED;
+	return 0;
+}
 
 int options_parse(int argc, char **argv, struct optd_options *ret)
 {
@@ -105,6 +141,7 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	    {"arena-at", required_argument, NULL, OPT_ARENA_AT},
 	    {"heap-reserve", required_argument, NULL, OPT_HEAP_RESERVE},
 	    {"stats", required_argument, NULL, OPT_STATS},
+	    {"relocate", required_argument, NULL, OPT_RELOCATE},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -161,6 +198,18 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 			    o.region_size % 4096)
 				return usage_error(
 				    "invalid --region-size '%s': a multiple of 4K from 8K to 1G",
+				    optarg);
+			break;
+		case OPT_RELOCATE:
+			r = parse_relocate(optarg, &o);
+			if (r == -ENOTSUP)
+				return usage_error(
+				    "--relocate=%s: profile-driven selection is not available yet; "
+				    "use 'all' or function names",
+				    optarg);
+			if (r < 0)
+				return usage_error(
+				    "invalid --relocate '%s': none, all, or FUNC[,FUNC...]",
 				    optarg);
 			break;
 		case OPT_HEAP_RESERVE:

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "log.h"
+#include "relocate.h"
 #include "stats.h"
 #include "supervisor.h"
 #include "util.h"
@@ -19,6 +20,30 @@
 static int shell_status(int wait_status)
 {
 	return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+}
+
+static const struct relocate_stats *root_relocation(const struct supervisor *sv)
+{
+	if (sv->root->rel)
+		return relocate_stats(sv->root->rel);
+	return sv->root_rel ? relocate_stats(sv->root_rel) : NULL;
+}
+
+static struct json_object *functions_json(const struct supervisor *sv)
+{
+	const struct relocate_stats *rs = root_relocation(sv);
+	struct json_object *o = json_object_new_object();
+	struct json_object *refused = json_object_new_object();
+
+	json_object_object_add(o, "found", json_object_new_uint64(rs ? rs->found : 0));
+	json_object_object_add(o, "relocated", json_object_new_uint64(rs ? rs->relocated : 0));
+	for (size_t i = 0; rs && i < rs->n_refused; i++)
+		json_object_object_add(refused, rs->refused[i].reason,
+				       json_object_new_uint64(rs->refused[i].count));
+	json_object_object_add(o, "refused", refused);
+	if (rs && rs->blocked)
+		json_object_object_add(o, "blocked", json_object_new_string(rs->blocked));
+	return o;
 }
 
 static struct json_object *stats_json(const struct supervisor *sv)
@@ -41,6 +66,7 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(o, "exit_status",
 			       root->exited ? json_object_new_int(shell_status(root->wait_status))
 					    : NULL);
+	json_object_object_add(o, "functions", functions_json(sv));
 	json_object_object_add(region, "address", json_object_new_uint64(base));
 	json_object_object_add(region, "bytes", json_object_new_uint64(bytes));
 	json_object_object_add(region, "pages", json_object_new_uint64(bytes / 4096));
@@ -97,6 +123,17 @@ static void print_summary(const struct supervisor *sv)
 		snprintf(fate, sizeof(fate), "was detached and runs on");
 	else
 		snprintf(fate, sizeof(fate), "was left");
+	const struct relocate_stats *rs = root_relocation(sv);
+	if (rs && rs->blocked) {
+		log_info("%d: no functions relocated: %s", root->pid, rs->blocked);
+	} else if (rs) {
+		uint64_t refused = 0;
+		for (size_t i = 0; i < rs->n_refused; i++)
+			refused += rs->refused[i].count;
+		log_info("%d: %" PRIu64 " of %" PRIu64 " functions relocated (%" PRIu64
+			 " KiB of code), %" PRIu64 " refused",
+			 root->pid, rs->relocated, rs->found, rs->code_bytes >> 10, refused);
+	}
 	log_info("%d %s; region %#" PRIx64 " (%" PRIu64 " KiB, %" PRIu64 " huge pages); "
 		 "attach pause %" PRIu64 " us, detach pause %" PRIu64
 		 " us; %zu threads, %zu processes",

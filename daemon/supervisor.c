@@ -26,6 +26,8 @@
 #include "maps.h"
 #include "optd.h"
 #include "procfs.h"
+#include "ptrace.h"
+#include "relocate.h"
 #include "region.h"
 #include "stats.h"
 #include "supervisor.h"
@@ -124,6 +126,15 @@ static void target_release(struct target *tg)
 
 	if (tg->root && tg->region)
 		sv->last_region = *tg->region;
+	if (tg->rel) {
+		if (tg->root) {
+			relocation_free(sv->root_rel);
+			sv->root_rel = tg->rel; /* its counts are the statistics' */
+		} else {
+			relocation_free(tg->rel);
+		}
+		tg->rel = NULL;
+	}
 	inj_process_free(tg->proc);
 	tg->proc = NULL;
 	inj_region_free(tg->region);
@@ -175,8 +186,8 @@ static int target_inject(struct target *tg)
 	    .gap = 4096,
 	};
 	uint64_t near_start = 0, near_end = 0, addr = opt->arena_at;
-	uint64_t size = opt->region_size;
-	uint64_t align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : 4096;
+	uint64_t size = opt->region_size, need = 0;
+	uint64_t align;
 	_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
 	struct procfs_stat ps;
 	int r;
@@ -184,6 +195,15 @@ static int target_inject(struct target *tg)
 	if (!t)
 		return -ESRCH;
 	tg->state = TARGET_INJECTING;
+	if (opt->relocate != RELOCATE_NONE) {
+		r = relocate_plan(tg, &tg->rel, &need);
+		if (r < 0)
+			return r;
+		/* The region grows to hold the copies unless its size was given. */
+		if (!opt->region_size_set && need + OPTD_REGION_HEADER_PAGE > size)
+			size = ALIGN_UP(need + OPTD_REGION_HEADER_PAGE, INJ_HUGE_PAGE);
+	}
+	align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : 4096;
 	for (size_t i = 0; i < ARRAY_SIZE(known_hint_ranges); i++) {
 		r = rangeset_add(&avoid, known_hint_ranges[i].start, known_hint_ranges[i].end);
 		if (r < 0)
@@ -211,6 +231,13 @@ static int target_inject(struct target *tg)
 		return r;
 	if (tg->root)
 		tg->sv->last_region = *tg->region;
+	if (tg->rel) {
+		r = relocate_apply(tg, tg->rel);
+		if (r < 0)
+			return r;
+		if (relocate_write_perf_map(tg->rel, tg->pid) < 0)
+			log_warn("cannot write /tmp/perf-%d.map: %m", tg->pid);
+	}
 	tg->state = TARGET_RUNNING;
 	return 0;
 }
@@ -325,6 +352,8 @@ static void target_exec(struct target *tg, struct inj_thread *t)
 	inj_region_free(tg->region);
 	tg->region = NULL;
 	tg->mm_owner = NULL;
+	relocation_free(tg->rel);
+	tg->rel = NULL;
 	/* The thread is stopped at its exec event and is the only one: the world is stopped. */
 	r = target_inject(tg);
 	if (r < 0) {
@@ -401,6 +430,18 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 		return;
 	}
 	inj_thread_note_stop(t, &st);
+	if (st.kind == INJ_STOP_SIGNAL && log_enabled(LOG_LVL_DEBUG) &&
+	    (st.sig == SIGSEGV || st.sig == SIGBUS || st.sig == SIGILL || st.sig == SIGTRAP)) {
+		struct user_regs_struct regs;
+		if (inj_ptrace_getregs(tid, &regs) == 0)
+			log_debug("thread %d of %d: signal %d at %#llx%s (orig %#lx)", tid, tg->pid,
+				  st.sig, regs.rip,
+				  tg->region && regs.rip - tg->region->base < tg->region->size
+				      ? " in region"
+				      : "",
+				  tg->rel ? (unsigned long)relocate_copy_to_orig(tg->rel, regs.rip)
+					  : 0UL);
+	}
 	if (st.kind == INJ_STOP_EVENT)
 		handle_event(tg, t, &st);
 	if (tg->state == TARGET_GONE)
@@ -427,6 +468,54 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 }
 
 /* ---- detach ---- */
+
+/*
+ * Undoes relocation in a stopped target: entry patches restored, threads
+ * executing in a copy moved to the same instruction in the original.
+ * Returns 0 when nothing can refer to the region any more, 1 when the
+ * region must stay mapped: return addresses on the threads' stacks may
+ * still lead into copies until a stack walk can prove otherwise, so
+ * unmapping it would crash the target.
+ */
+static int unrelocate(struct target *tg)
+{
+	const struct relocate_stats *st = relocate_stats(tg->rel);
+	struct inj_region *reg = tg->region;
+	int r;
+
+	r = relocate_undo(tg, tg->rel);
+	if (r < 0 && r != -ESRCH)
+		log_warn("restoring the entries of %d: %s", tg->pid, strerror(-r));
+	relocate_forget_perf_map(tg->rel);
+	for (size_t i = 0; reg && i < tg->proc->nthreads; i++) {
+		struct inj_thread *t = tg->proc->threads[i];
+		struct user_regs_struct regs;
+		uint64_t orig;
+
+		if (t->zombie || inj_ptrace_getregs(t->tid, &regs) < 0)
+			continue;
+		if (regs.rip < reg->base || regs.rip >= reg->base + reg->size)
+			continue;
+		orig = relocate_copy_to_orig(tg->rel, regs.rip);
+		if (!orig) {
+			log_warn("thread %d of %d is inside an expansion in optd's region: the "
+				 "region stays mapped",
+				 t->tid, tg->pid);
+			return 1;
+		}
+		regs.rip = orig;
+		if (inj_ptrace_setregs(t->tid, &regs) < 0)
+			return 1;
+	}
+	if (st->relocated) {
+		log_warn(
+		    "%d: the region stays mapped (r-x, no longer entered): return addresses into "
+		    "copies cannot be ruled out without a stack walk",
+		    tg->pid);
+		return 1;
+	}
+	return 0;
+}
 
 /*
  * Stops the target's world, removes its region, detaches every thread.
@@ -461,7 +550,10 @@ static int target_detach(struct target *tg)
 		return r;
 	}
 	adopt_queued_children(tg, true);
-	if (tg->region && !tg->mm_owner) {
+	bool keep_region = false;
+	if (tg->rel && !tg->mm_owner)
+		keep_region = unrelocate(tg) != 0;
+	if (tg->region && !tg->mm_owner && !keep_region) {
 		struct inj_thread *t = inj_process_pick_thread(tg->proc);
 		r = t ? inj_region_remove(t, tg->region) : -ESRCH;
 		if (r < 0 && r != -ESRCH)
@@ -564,6 +656,7 @@ static void supervisor_fini(struct supervisor *sv)
 		event_base_free(sv->base);
 	while (sv->targets)
 		target_release(sv->targets);
+	relocation_free(sv->root_rel);
 	free(sv->root);
 }
 

@@ -33,6 +33,7 @@ struct supervisor {
 	size_t max_threads_seen;
 	size_t exec_injections;	       /* regions injected after an execve */
 	struct inj_region last_region; /* the root's latest region, kept for the statistics */
+	struct relocation *root_rel;   /* the root's relocation, kept for the statistics */
 };
 
 uint64_t now_us(void);

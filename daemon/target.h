@@ -10,6 +10,8 @@
 #include "process.h"
 #include "region.h"
 
+struct relocation;
+
 struct supervisor;
 
 enum target_state {
@@ -28,6 +30,7 @@ struct target {
 	struct inj_process *proc;
 	struct inj_region *region; /* NULL when the process holds none of its own */
 	struct target *mm_owner;   /* vfork child: the parent whose address space it borrows */
+	struct relocation *rel;	   /* copied functions and their entry patches, or NULL */
 	bool root;		   /* the process the user named */
 
 	/* Statistics. */

@@ -851,3 +851,43 @@ void copier_result_free(struct copier_result *r)
 	free(r->relocs);
 	free(r);
 }
+
+int copier_branch_targets(const uint8_t *code, uint64_t addr, size_t len, uint64_t **targets,
+			  size_t *n, size_t *cap)
+{
+	ZydisDecoder dec;
+	size_t off = 0;
+
+	if (ZYAN_FAILED(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+		return -EIO;
+	while (off < len) {
+		ZydisDecodedInstruction zi;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+		if (ZYAN_FAILED(ZydisDecoderDecodeFull(&dec, code + off, len - off, &zi, ops))) {
+			off++; /* data or padding: resynchronise on the next byte */
+			continue;
+		}
+		bool branch = zi.meta.category == ZYDIS_CATEGORY_COND_BR ||
+			      zi.meta.category == ZYDIS_CATEGORY_UNCOND_BR ||
+			      zi.meta.category == ZYDIS_CATEGORY_CALL;
+		if (branch && zi.operand_count_visible > 0 &&
+		    ops[0].type == ZYDIS_OPERAND_TYPE_IMMEDIATE && ops[0].imm.is_relative) {
+			uint64_t target = 0;
+			if (ZYAN_SUCCESS(
+				ZydisCalcAbsoluteAddress(&zi, &ops[0], addr + off, &target))) {
+				if (*n == *cap) {
+					size_t ncap = *cap ? *cap * 2 : 1024;
+					uint64_t *v = realloc(*targets, ncap * sizeof(*v));
+					if (!v)
+						return -ENOMEM;
+					*targets = v;
+					*cap = ncap;
+				}
+				(*targets)[(*n)++] = target;
+			}
+		}
+		off += zi.length;
+	}
+	return 0;
+}

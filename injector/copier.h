@@ -192,3 +192,12 @@ int copier_copy_to_orig(const struct copier_result *r, uint64_t copy, uint64_t *
 
 /* Accepts NULL. */
 void copier_result_free(struct copier_result *r);
+
+/*
+ * Appends to *targets (growing it; *n entries of *cap) the target of every
+ * direct branch and call found by a linear decode of [addr, addr + len).
+ * Used to find branches from anywhere in a module into the bytes that an
+ * entry patch would overwrite. 0, -ENOMEM, -EIO.
+ */
+int copier_branch_targets(const uint8_t *code, uint64_t addr, size_t len, uint64_t **targets,
+			  size_t *n, size_t *cap);

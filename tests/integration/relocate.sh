@@ -1,0 +1,89 @@
+#!/bin/bash
+# relocate: `optd run --relocate=all` and `--relocate=FUNC[,FUNC]` on the
+# project's targets and on real Debian programs (python3, sqlite3).
+#
+# Each run under optd prints exactly what the native run prints and ends
+# with the same status, while --stats says the functions were copied and
+# patched: hundreds to thousands of them (python3.11's executable holds over
+# ten thousand). The perf map written for perf(1) names the copies, and a
+# named function is relocated alone.
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+need_targets single threads forker
+need_optd
+
+PYTHON=/usr/bin/python3
+SQLITE=/usr/bin/sqlite3
+[[ -x $PYTHON ]] || fail "$PYTHON is not installed (scripts/install-deps.sh)"
+[[ -x $SQLITE ]] || fail "$SQLITE is not installed (scripts/install-deps.sh)"
+
+# at_least FILE KEY N: the stats value KEY is a number >= N.
+at_least() {
+	local got
+	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
+	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
+}
+
+# check NAME MIN OPTION CMD...: CMD natively and under `optd run OPTION`;
+# same output and status, and at least MIN functions relocated.
+check() {
+	local name=$1 min=$2 opt=$3
+	shift 3
+	run "native_$name" "$@"
+	run "$name" "$OPTD" run --stats="$T/$name.json" "$opt" -- "$@"
+	same_result "native_$name" "$name"
+	at_least "$T/$name.json" functions.relocated "$min"
+	ok "$name: $(json_get "$T/$name.json" functions.relocated) of" \
+		"$(json_get "$T/$name.json" functions.found) functions relocated; same output and status"
+}
+
+check single 10 --relocate=all "$TGT_DIR/single" --exit=3
+check threads 10 --relocate=all "$TGT_DIR/threads" 64 20
+check forker 10 --relocate=all "$TGT_DIR/forker"
+
+cat >"$T/work.py" <<'PYEOF'
+import hashlib, json, re, threading, zlib
+def fib(n): return n if n < 2 else fib(n - 1) + fib(n - 2)
+d = {str(i): [i * i, {"k": i, "f": i / 7}] for i in range(20000)}
+s = json.dumps(d, sort_keys=True)
+print(len(s), hashlib.sha256(s.encode()).hexdigest(), zlib.crc32(zlib.compress(s.encode())))
+print(fib(23), sorted(set(re.findall(r"\d+7\b", s)))[:5], sum(x for x in range(10**6) if x % 7 == 3))
+class A:
+    def __init__(self, x): self.x = x
+    def __lt__(self, o): return self.x < o.x
+print([a.x for a in sorted(A((i * 7919) % 1000) for i in range(3000))][::300])
+try:
+    {}["missing"]
+except KeyError as e:
+    print("KeyError", e)
+out = []
+ts = [threading.Thread(target=lambda i=i: out.append(sum(range(i * 20000)))) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(sorted(out))
+print("%.6f" % sum(1 / (k * k) for k in range(1, 200000)))
+PYEOF
+check python3 5000 --relocate=all "$PYTHON" "$T/work.py"
+
+cat >"$T/script.sql" <<'SQLEOF'
+CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT);
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50000)
+INSERT INTO t SELECT i, (i * 7919) % 1000, printf('row-%06d', i) FROM n;
+CREATE INDEX ta ON t(a);
+SELECT a, count(*), sum(id), min(b), max(b) FROM t GROUP BY a ORDER BY a LIMIT 5;
+SELECT count(*) FROM t x JOIN t y ON x.a = y.id WHERE y.a < 10;
+SELECT group_concat(b, ',') FROM (SELECT b FROM t WHERE a = 42 ORDER BY b DESC LIMIT 4);
+SELECT sum(length(b)), avg(a), total(id * 1.5) FROM t;
+SQLEOF
+check sqlite3 5 --relocate=all "$SQLITE" -batch :memory: ".read $T/script.sql"
+
+# A named function alone.
+check named 1 --relocate=tgt_work,tgt_crc32 "$TGT_DIR/single"
+expect_json "$T/named.json" functions.relocated 2
+
+# The perf map names the copies and outlives the process for perf report.
+tpid=$(json_get "$T/python3.json" pid)
+map=/tmp/perf-$tpid.map
+[[ -s $map ]] || fail "no perf map $map after the python3 run"
+grep -q ' PyLong_FromLong$' "$map" || fail "$map does not name PyLong_FromLong"
+rm -f "$map" "/tmp/perf-$(json_get "$T/single.json" pid).map" "/tmp/perf-$(json_get "$T/named.json" pid).map"
+ok "perf map $map names the copies"
