@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sched.h>
+#include <sys/auxv.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 
 #include "log.h"
 #include "maps.h"
+#include "mem.h"
 #include "optd.h"
 #include "procfs.h"
 #include "ptrace.h"
@@ -341,6 +343,107 @@ static void target_exited(struct target *tg, int status)
 		supervisor_root_gone(sv);
 }
 
+/* ---- the entry breakpoint of optd run --relocate ---- */
+
+/* AT_ENTRY of a process, from /proc/PID/auxv. 0, -ENOENT, -errno. */
+static int read_entry(pid_t pid, uint64_t *ret)
+{
+	char path[64];
+	uint64_t av[2];
+	_cleanup_close_ int fd = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/auxv", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : negerrno();
+	while (read(fd, av, sizeof(av)) == sizeof(av)) {
+		if (av[0] == AT_ENTRY) {
+			*ret = av[1];
+			return 0;
+		}
+		if (av[0] == AT_NULL)
+			break;
+	}
+	return -ENOENT;
+}
+
+/*
+ * At an exec stop, relocation waits for the program's entry point: by then
+ * the dynamic linker has mapped every library the program needs (and with
+ * them any unwinder that could walk through copies), so the region is
+ * placed and the functions chosen against the real address space. An int3
+ * at AT_ENTRY stops the program there; without --relocate the region goes
+ * in right away.
+ */
+static int target_inject_at_exec(struct target *tg)
+{
+	uint8_t int3 = 0xcc;
+	uint64_t entry;
+	int r;
+
+	if (tg->sv->opt->relocate == RELOCATE_NONE)
+		return target_inject(tg);
+	r = read_entry(tg->pid, &entry);
+	if (r < 0)
+		return r;
+	r = inj_mem_read(tg->proc, entry, &tg->entry_byte, 1);
+	if (r < 0)
+		return r;
+	r = inj_mem_write(tg->proc, entry, &int3, 1, NULL);
+	if (r < 0)
+		return r;
+	tg->entry_bp = entry;
+	return 0;
+}
+
+static int disarm_entry(struct target *tg)
+{
+	int r;
+
+	if (!tg->entry_bp)
+		return 0;
+	r = inj_mem_write(tg->proc, tg->entry_bp, &tg->entry_byte, 1, NULL);
+	tg->entry_bp = 0;
+	return r;
+}
+
+/*
+ * If thread t stopped on our entry int3: undo it (rip back on the original
+ * instruction, the SIGTRAP suppressed), then stop the world, inject and
+ * relocate. Returns true when the stop was ours.
+ */
+static bool entry_reached(struct target *tg, struct inj_thread *t)
+{
+	struct supervisor *sv = tg->sv;
+	struct user_regs_struct regs;
+	uint64_t t0, t1;
+	int r;
+
+	if (inj_ptrace_getregs(t->tid, &regs) < 0 || regs.rip != tg->entry_bp + 1)
+		return false;
+	regs.rip = tg->entry_bp;
+	if (inj_ptrace_setregs(t->tid, &regs) < 0 || disarm_entry(tg) < 0)
+		return false;
+	t->sig = 0;
+
+	boost_self(sv);
+	t0 = now_us();
+	r = inj_process_stop(tg->proc);
+	t1 = now_us();
+	if (r == 0) {
+		r = target_inject(tg);
+		if (r < 0)
+			report_inject_failure(tg, r);
+	}
+	(void)inj_process_resume(tg->proc);
+	if (tg->root) {
+		tg->attach_stop_us = t1 - t0;
+		tg->attach_pause_us = now_us() - t1;
+	}
+	unboost_self(sv);
+	return true;
+}
+
 /* An execve replaced the address space: the old region went with it. */
 static void target_exec(struct target *tg, struct inj_thread *t)
 {
@@ -354,8 +457,9 @@ static void target_exec(struct target *tg, struct inj_thread *t)
 	tg->mm_owner = NULL;
 	relocation_free(tg->rel);
 	tg->rel = NULL;
+	tg->entry_bp = 0; /* the old image's int3 went with it */
 	/* The thread is stopped at its exec event and is the only one: the world is stopped. */
-	r = target_inject(tg);
+	r = target_inject_at_exec(tg);
 	if (r < 0) {
 		report_inject_failure(tg, r);
 		tg->state = TARGET_RUNNING;
@@ -430,6 +534,8 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 		return;
 	}
 	inj_thread_note_stop(t, &st);
+	if (st.kind == INJ_STOP_SIGNAL && st.sig == SIGTRAP && tg->entry_bp && entry_reached(tg, t))
+		return;
 	if (st.kind == INJ_STOP_SIGNAL && log_enabled(LOG_LVL_DEBUG) &&
 	    (st.sig == SIGSEGV || st.sig == SIGBUS || st.sig == SIGILL || st.sig == SIGTRAP)) {
 		struct user_regs_struct regs;
@@ -550,6 +656,22 @@ static int target_detach(struct target *tg)
 		return r;
 	}
 	adopt_queued_children(tg, true);
+	if (tg->entry_bp) {
+		/* Never reached: put the byte back; a thread already on the trap goes back before
+		 * it. */
+		for (size_t i = 0; i < tg->proc->nthreads; i++) {
+			struct inj_thread *t = tg->proc->threads[i];
+			struct user_regs_struct regs;
+			if (t->stop == INJ_STOP_SIGNAL && t->sig == SIGTRAP &&
+			    inj_ptrace_getregs(t->tid, &regs) == 0 &&
+			    regs.rip == tg->entry_bp + 1) {
+				regs.rip = tg->entry_bp;
+				if (inj_ptrace_setregs(t->tid, &regs) == 0)
+					t->sig = 0;
+			}
+		}
+		(void)disarm_entry(tg);
+	}
 	bool keep_region = false;
 	if (tg->rel && !tg->mm_owner)
 		keep_region = unrelocate(tg) != 0;
@@ -777,7 +899,7 @@ static int run_main(struct supervisor *sv)
 
 	boost_self(sv);
 	t0 = now_us();
-	r = target_inject(tg);
+	r = target_inject_at_exec(tg);
 	if (r < 0) {
 		unboost_self(sv);
 		report_inject_failure(tg, r);

@@ -32,6 +32,8 @@ struct target {
 	struct target *mm_owner;   /* vfork child: the parent whose address space it borrows */
 	struct relocation *rel;	   /* copied functions and their entry patches, or NULL */
 	bool root;		   /* the process the user named */
+	uint64_t entry_bp;	   /* AT_ENTRY while an int3 waits there for relocation, else 0 */
+	uint8_t entry_byte;	   /* the byte the int3 replaced */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */

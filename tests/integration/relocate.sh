@@ -6,10 +6,12 @@
 # with the same status, while --stats says the functions were copied and
 # patched: hundreds to thousands of them (python3.11's executable holds over
 # ten thousand). The perf map written for perf(1) names the copies, and a
-# named function is relocated alone.
+# named function is relocated alone. A C++ program that throws through its
+# frames is not relocated at all (copies carry no unwind information yet),
+# and still prints what it prints natively.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-need_targets single threads forker
+need_targets single threads forker cxxthrow
 need_optd
 
 PYTHON=/usr/bin/python3
@@ -75,6 +77,12 @@ SELECT group_concat(b, ',') FROM (SELECT b FROM t WHERE a = 42 ORDER BY b DESC L
 SELECT sum(length(b)), avg(a), total(id * 1.5) FROM t;
 SQLEOF
 check sqlite3 5 --relocate=all "$SQLITE" -batch :memory: ".read $T/script.sql"
+
+# C++ exceptions through relocatable frames: copies have no unwind
+# information yet, so a process with an unwinder is left alone, and says so.
+check cxxthrow 0 --relocate=all "$TGT_DIR/cxxthrow"
+expect_json "$T/cxxthrow.json" functions.relocated 0
+json_get "$T/cxxthrow.json" functions.blocked >/dev/null || fail "cxxthrow: no functions.blocked in the stats"
 
 # A named function alone.
 check named 1 --relocate=tgt_work,tgt_crc32 "$TGT_DIR/single"
