@@ -12,6 +12,7 @@
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
 need_targets single threads forker cxxthrow
+command -v gcc >/dev/null || fail "gcc is not installed (scripts/install-deps.sh)"
 need_optd
 
 PYTHON=/usr/bin/python3
@@ -83,6 +84,28 @@ check sqlite3 5 --relocate=all "$SQLITE" -batch :memory: ".read $T/script.sql"
 check cxxthrow 0 --relocate=all "$TGT_DIR/cxxthrow"
 expect_json "$T/cxxthrow.json" functions.relocated 0
 json_get "$T/cxxthrow.json" functions.blocked >/dev/null || fail "cxxthrow: no functions.blocked in the stats"
+
+# gcc on a large C file (duktape.c, package duktape-dev): the driver runs
+# cc1 and as, each relocated at its own entry point after its exec; the
+# object file is byte for byte the native one. cc1 alone, on the
+# preprocessed file, shows the count: tens of thousands of functions.
+DUKTAPE=/usr/share/duktape/duktape.c
+[[ -r $DUKTAPE ]] || fail "$DUKTAPE is missing (scripts/install-deps.sh installs duktape-dev)"
+run native_gcc gcc -O2 -c "$DUKTAPE" -o "$T/native.o"
+run gcc "$OPTD" run --stats="$T/gcc.json" --relocate=all -- gcc -O2 -c "$DUKTAPE" -o "$T/optd.o"
+expect_eq "gcc: exit status" "${STATUS_OF[gcc]}" "${STATUS_OF[native_gcc]}"
+cmp -s "$T/native.o" "$T/optd.o" || fail "gcc: the object file differs from the native one"
+at_least "$T/gcc.json" exec_injections 2
+ok "gcc -O2 -c duktape.c: identical object file, $(json_get "$T/gcc.json" exec_injections) images followed through exec"
+CC1=$(gcc -print-prog-name=cc1)
+gcc -E "$DUKTAPE" -o "$T/duktape.i" || fail "gcc -E duktape.c failed"
+run native_cc1 "$CC1" -quiet -fpreprocessed -O2 "$T/duktape.i" -o "$T/native.s"
+run cc1 "$OPTD" run --stats="$T/cc1.json" --relocate=all -- "$CC1" -quiet -fpreprocessed -O2 "$T/duktape.i" -o "$T/optd.s"
+expect_eq "cc1: exit status" "${STATUS_OF[cc1]}" "${STATUS_OF[native_cc1]}"
+cmp -s "$T/native.s" "$T/optd.s" || fail "cc1: the assembly differs from the native one"
+at_least "$T/cc1.json" functions.relocated 20000
+ok "cc1 on duktape.i: $(json_get "$T/cc1.json" functions.relocated) functions relocated, identical assembly"
+rm -f "/tmp/perf-$(json_get "$T/cc1.json" pid).map" "/tmp/perf-$(json_get "$T/gcc.json" pid).map"
 
 # A named function alone.
 check named 1 --relocate=tgt_work,tgt_crc32 "$TGT_DIR/single"
