@@ -37,6 +37,7 @@ static struct json_object *functions_json(const struct supervisor *sv)
 
 	json_object_object_add(o, "found", json_object_new_uint64(rs ? rs->found : 0));
 	json_object_object_add(o, "relocated", json_object_new_uint64(rs ? rs->relocated : 0));
+	json_object_object_add(o, "code_bytes", json_object_new_uint64(rs ? rs->code_bytes : 0));
 	for (size_t i = 0; rs && i < rs->n_refused; i++)
 		json_object_object_add(refused, rs->refused[i].reason,
 				       json_object_new_uint64(rs->refused[i].count));

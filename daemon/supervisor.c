@@ -29,6 +29,7 @@
 #include "optd.h"
 #include "procfs.h"
 #include "ptrace.h"
+#include "stack.h"
 #include "relocate.h"
 #include "region.h"
 #include "stats.h"
@@ -575,13 +576,81 @@ static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 
 /* ---- detach ---- */
 
+/* The stack walker's view of a copy: the same instruction in the original. */
+static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
+{
+	struct target *tg = opaque;
+	uint64_t orig;
+
+	if (!tg->region || ip < tg->region->base || ip >= tg->region->base + tg->region->size)
+		return -ENOENT;
+	orig = relocate_copy_to_orig(tg->rel, ip);
+	if (!orig)
+		return -EINVAL;
+	*ret_orig = orig;
+	return 0;
+}
+
+/*
+ * Rewrites every return address (and signal frame's saved rip) on every
+ * thread's stack that leads into a copy, to the same place in the
+ * original. Returns 0 when every stack was walked to its outermost frame
+ * and everything found was rewritten: nothing can lead into the region.
+ */
+static int unrelocate_stacks(struct target *tg)
+{
+	struct inj_region *reg = tg->region;
+	struct inj_unwinder *u = NULL;
+	enum { MAX_FRAMES = 4096 };
+	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
+	int r, incomplete = 0;
+
+	if (!frames)
+		return -ENOMEM;
+	r = inj_unwinder_new(tg->proc, &u);
+	if (r < 0)
+		return r;
+	r = inj_unwinder_set_translate(u, translate_copy, tg);
+	for (size_t i = 0; r == 0 && i < tg->proc->nthreads; i++) {
+		struct inj_thread *t = tg->proc->threads[i];
+		enum inj_stack_end end;
+		size_t n = 0;
+
+		if (t->zombie)
+			continue;
+		if (inj_stack_walk(u, t, frames, MAX_FRAMES, &n, &end) < 0 ||
+		    end != INJ_STACK_END_OUTERMOST) {
+			log_debug("thread %d of %d: stack walk incomplete (%zu frames)", t->tid,
+				  tg->pid, n);
+			incomplete++;
+		}
+		for (size_t k = 0; k + 1 < n; k++) {
+			uint64_t ip = frames[k + 1].ip, orig;
+			if (!frames[k].ra_slot || ip < reg->base || ip >= reg->base + reg->size)
+				continue;
+			orig = relocate_copy_to_orig(tg->rel, ip);
+			if (!orig || inj_mem_write(tg->proc, frames[k].ra_slot, &orig, sizeof(orig),
+						   NULL) < 0) {
+				incomplete++;
+				continue;
+			}
+			log_debug("thread %d: return address %#" PRIx64 " -> %#" PRIx64, t->tid, ip,
+				  orig);
+		}
+	}
+	inj_unwinder_free(u);
+	if (r < 0)
+		return r;
+	return incomplete ? -EAGAIN : 0;
+}
+
 /*
  * Undoes relocation in a stopped target: entry patches restored, threads
- * executing in a copy moved to the same instruction in the original.
- * Returns 0 when nothing can refer to the region any more, 1 when the
- * region must stay mapped: return addresses on the threads' stacks may
- * still lead into copies until a stack walk can prove otherwise, so
- * unmapping it would crash the target.
+ * executing in a copy moved to the same instruction in the original, and
+ * return addresses into copies on every stack rewritten. Returns 0 when
+ * nothing can lead into the region any more, 1 when the region must stay
+ * mapped (an expansion without an equivalent, or a stack that could not
+ * be walked to its end): unmapping it then could crash the target.
  */
 static int unrelocate(struct target *tg)
 {
@@ -593,7 +662,9 @@ static int unrelocate(struct target *tg)
 	if (r < 0 && r != -ESRCH)
 		log_warn("restoring the entries of %d: %s", tg->pid, strerror(-r));
 	relocate_forget_perf_map(tg->rel);
-	for (size_t i = 0; reg && i < tg->proc->nthreads; i++) {
+	if (!reg || !st->relocated)
+		return 0;
+	for (size_t i = 0; i < tg->proc->nthreads; i++) {
 		struct inj_thread *t = tg->proc->threads[i];
 		struct user_regs_struct regs;
 		uint64_t orig;
@@ -613,20 +684,18 @@ static int unrelocate(struct target *tg)
 		if (inj_ptrace_setregs(t->tid, &regs) < 0)
 			return 1;
 	}
-	if (st->relocated) {
-		log_warn(
-		    "%d: the region stays mapped (r-x, no longer entered): return addresses into "
-		    "copies cannot be ruled out without a stack walk",
-		    tg->pid);
+	r = unrelocate_stacks(tg);
+	if (r < 0) {
+		log_warn("%d: the region stays mapped (r-x, no longer entered): %s", tg->pid,
+			 r == -EAGAIN
+			     ? "a stack could not be walked to its end, so a return address into a "
+			       "copy may remain"
+			     : strerror(-r));
 		return 1;
 	}
 	return 0;
 }
 
-/*
- * Stops the target's world, removes its region, detaches every thread.
- * Children it forked meanwhile are taken along (they carry the region too).
- */
 static int target_detach(struct target *tg)
 {
 	struct supervisor *sv = tg->sv;

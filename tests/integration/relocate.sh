@@ -11,7 +11,7 @@
 # and still prints what it prints natively.
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-need_targets single threads forker cxxthrow
+need_targets single threads forker cxxthrow busy find-region
 command -v gcc >/dev/null || fail "gcc is not installed (scripts/install-deps.sh)"
 need_optd
 
@@ -106,6 +106,43 @@ cmp -s "$T/native.s" "$T/optd.s" || fail "cc1: the assembly differs from the nat
 at_least "$T/cc1.json" functions.relocated 20000
 ok "cc1 on duktape.i: $(json_get "$T/cc1.json" functions.relocated) functions relocated, identical assembly"
 rm -f "/tmp/perf-$(json_get "$T/cc1.json" pid).map" "/tmp/perf-$(json_get "$T/gcc.json" pid).map"
+
+# optd --pid --relocate=all on a busy target whose 8 threads run in the
+# copies; at detach the entries are restored, threads and return addresses
+# that lead into copies are moved to the original code (stack walks), and
+# the region is gone: the maps are exactly as before, and the target goes
+# on to print what it prints natively.
+pid_busy() {
+	local name=$1 att=$2 tick
+	start "$name" "$TGT_DIR/busy" --threads=8 --checkpoint=3
+	expect_event "$name" '^ready ([0-9]+)$'
+	P=${PID[$name]}
+	cat /proc/"$P"/maps >"$T/$name.maps.before"
+	if [[ -n $att ]]; then
+		optd_attach "$att" "$P" --relocate=all --stats="$T/$att.json"
+		expect_region "$P" "$att: while attached"
+	fi
+	for tick in 1 2 3; do
+		send_line "$name"
+		expect_event "$name" "^tick $tick "
+	done
+	if [[ -n $att ]]; then
+		optd_detach "$att"
+		expect_no_region "$P" "$att: after detach"
+		cat /proc/"$P"/maps >"$T/$name.maps.after"
+		cmp -s "$T/$name.maps.before" "$T/$name.maps.after" ||
+			fail "$att: /proc/$P/maps after detach differs from before attach"
+		at_least "$T/$att.json" functions.relocated 5
+	fi
+	send_line "$name"
+	expect_event "$name" "^tick 4 "
+	finish "$name"
+}
+pid_busy native_busy ""
+pid_busy busy attbusy
+same_result native_busy busy
+ok "--pid --relocate=all: $(json_get "$T/attbusy.json" functions.relocated) functions relocated," \
+	"region removed at detach, maps as before, output as native"
 
 # A named function alone.
 check named 1 --relocate=tgt_work,tgt_crc32 "$TGT_DIR/single"
