@@ -37,6 +37,7 @@ struct optd_options {
 	enum relocate_mode relocate;
 	char **relocate_names; /* RELOCATE_NAMED */
 	size_t n_relocate_names;
+	unsigned profile_ms;   /* hot: sampling window */
 	uint64_t arena_at;     /* 0 = choose */
 	uint64_t heap_reserve; /* bytes kept free above the break */
 	const char *stats_path;

@@ -24,8 +24,10 @@ static const char usage_text[] =
     "  --region-size=SIZE  bytes of optd's region (K, M, G suffixes; default 1M)\n"
     "  --arena-at=ADDR     put the region at ADDR (hexadecimal)\n"
     "  --heap-reserve=SIZE bytes above the program break kept free (default 256M)\n"
-    "  --relocate=MODE     none (default), all (every function of the executable that\n"
-    "                      can be proven safe to copy), or FUNC[,FUNC...] by name\n"
+    "  --relocate=MODE     hot (default: the functions most sampled in the first\n"
+    "                      --profile-ms), all (every function of the executable that\n"
+    "                      can be proven safe to copy), FUNC[,FUNC...], or none\n"
+    "  --profile-ms=MS     how long hot samples before relocating (default 500)\n"
     "  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
     "  -v, --verbose       more detail on stderr (twice: every ptrace request)\n"
     "  -q, --quiet         no summary, errors only\n"
@@ -98,6 +100,7 @@ enum {
 	OPT_STATS,
 	OPT_VERSION,
 	OPT_RELOCATE,
+	OPT_PROFILE_MS,
 };
 
 /* --relocate=none|all|FUNC[,FUNC...] */
@@ -113,8 +116,10 @@ static int parse_relocate(const char *arg, struct optd_options *o)
 		o->relocate = RELOCATE_ALL;
 		return 0;
 	}
-	if (strcmp(arg, "hot") == 0)
-		return -ENOTSUP;
+	if (strcmp(arg, "hot") == 0) {
+		o->relocate = RELOCATE_HOT;
+		return 0;
+	}
 	if (!*arg)
 		return -EINVAL;
 	copy = strdup(arg);
@@ -142,6 +147,7 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	    {"heap-reserve", required_argument, NULL, OPT_HEAP_RESERVE},
 	    {"stats", required_argument, NULL, OPT_STATS},
 	    {"relocate", required_argument, NULL, OPT_RELOCATE},
+	    {"profile-ms", required_argument, NULL, OPT_PROFILE_MS},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -151,6 +157,8 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	struct optd_options o = {
 	    .region_size = DEFAULT_REGION_SIZE,
 	    .heap_reserve = DEFAULT_HEAP_RESERVE,
+	    .relocate = RELOCATE_HOT,
+	    .profile_ms = 500,
 	};
 	int c, first = 1;
 
@@ -200,13 +208,16 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 				    "invalid --region-size '%s': a multiple of 4K from 8K to 1G",
 				    optarg);
 			break;
+		case OPT_PROFILE_MS:
+			errno = 0;
+			v = strtoll(optarg, &end, 10);
+			if (errno || *end || end == optarg || v < 1 || v > 3600 * 1000)
+				return usage_error("invalid --profile-ms '%s': 1 to 3600000",
+						   optarg);
+			o.profile_ms = (unsigned)v;
+			break;
 		case OPT_RELOCATE:
 			r = parse_relocate(optarg, &o);
-			if (r == -ENOTSUP)
-				return usage_error(
-				    "--relocate=%s: profile-driven selection is not available yet; "
-				    "use 'all' or function names",
-				    optarg);
 			if (r < 0)
 				return usage_error(
 				    "invalid --relocate '%s': none, all, or FUNC[,FUNC...]",

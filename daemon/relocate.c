@@ -160,7 +160,87 @@ static int read_texts(struct target *tg, struct relocation *rel)
 	return 0;
 }
 
+struct hot_func {
+	const struct module *mod;
+	const struct func *fn;
+	uint64_t count;
+};
+
+static int cmp_hot(const void *a, const void *b)
+{
+	const struct hot_func *x = a, *y = b;
+
+	if (x->fn != y->fn)
+		return x->fn < y->fn ? -1 : 1;
+	return 0;
+}
+
+static int cmp_hot_count(const void *a, const void *b)
+{
+	const struct hot_func *x = a, *y = b;
+
+	return x->count > y->count ? -1 : x->count < y->count;
+}
+
+/* Adds the hottest functions as candidates; ips is sorted in place. */
+static int choose_hot(struct relocation *rel, const uint64_t *ips, size_t n)
+{
+	_cleanup_free_ struct hot_func *hot = calloc(n ? n : 1, sizeof(*hot));
+	size_t nhot = 0, k = 0;
+	uint64_t covered = 0;
+	int r;
+
+	if (!hot)
+		return -ENOMEM;
+	rel->stats.samples = n;
+	for (size_t i = 0; i < n; i++) {
+		const struct module *mod = NULL;
+		const struct func *fn = module_set_find_func(rel->set, ips[i], &mod);
+		if (!fn)
+			continue;
+		hot[nhot++] = (struct hot_func){mod, fn, 1};
+	}
+	rel->stats.samples_in_funcs = nhot;
+	/* Merge the samples of each function. */
+	qsort(hot, nhot, sizeof(*hot), cmp_hot);
+	for (size_t i = 0; i < nhot; i++) {
+		if (k && hot[k - 1].fn == hot[i].fn)
+			hot[k - 1].count++;
+		else
+			hot[k++] = hot[i];
+	}
+	qsort(hot, k, sizeof(*hot), cmp_hot_count);
+	for (size_t i = 0; i < k && i < RELOCATE_HOT_MAX_FUNCS; i++) {
+		if ((double)covered >= RELOCATE_HOT_COVERAGE * (double)nhot)
+			break;
+		covered += hot[i].count;
+		if (hot[i].fn->flags & FUNC_NESTED) {
+			count_refusal(rel, "nested");
+			continue;
+		}
+		r = add_candidate(rel, hot[i].mod, hot[i].fn);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int plan(struct target *tg, const uint64_t *ips, size_t n_ips, struct relocation **ret,
+		uint64_t *ret_bytes);
+
 int relocate_plan(struct target *tg, struct relocation **ret, uint64_t *ret_bytes)
+{
+	return plan(tg, NULL, 0, ret, ret_bytes);
+}
+
+int relocate_plan_hot(struct target *tg, const uint64_t *ips, size_t n, struct relocation **ret,
+		      uint64_t *ret_bytes)
+{
+	return plan(tg, ips, n, ret, ret_bytes);
+}
+
+static int plan(struct target *tg, const uint64_t *ips, size_t n_ips, struct relocation **ret,
+		uint64_t *ret_bytes)
 {
 	const struct optd_options *opt = tg->sv->opt;
 	struct relocation *rel = calloc(1, sizeof(*rel));
@@ -189,7 +269,11 @@ int relocate_plan(struct target *tg, struct relocation **ret, uint64_t *ret_byte
 		return 0;
 	}
 
-	if (opt->relocate == RELOCATE_ALL && main_mod) {
+	if (opt->relocate == RELOCATE_HOT) {
+		r = choose_hot(rel, ips, n_ips);
+		if (r < 0)
+			goto fail;
+	} else if (opt->relocate == RELOCATE_ALL && main_mod) {
 		for (size_t i = 0; i < main_mod->n_funcs; i++) {
 			const struct func *fn = &main_mod->funcs[i];
 			if (fn->flags & FUNC_NESTED) {

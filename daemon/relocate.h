@@ -14,7 +14,12 @@ enum relocate_mode {
 	RELOCATE_NONE = 0,
 	RELOCATE_ALL,	/* every function of the main executable the copier can prove safe */
 	RELOCATE_NAMED, /* the functions named with --relocate=FUNC[,FUNC...] */
+	RELOCATE_HOT,	/* the functions most often seen in a sample of thread ips */
 };
+
+/* hot: the share of samples the chosen functions must cover, and a cap. */
+#define RELOCATE_HOT_COVERAGE 0.95
+#define RELOCATE_HOT_MAX_FUNCS 4096
 
 /* Refusal counters, by reason name (copier reasons plus optd's own). */
 struct relocate_refusal {
@@ -28,7 +33,9 @@ struct relocate_stats {
 	uint64_t code_bytes;
 	struct relocate_refusal *refused;
 	size_t n_refused;
-	const char *blocked; /* why nothing was relocated at all, or NULL */
+	const char *blocked;	   /* why nothing was relocated at all, or NULL */
+	uint64_t samples;	   /* hot: ips sampled */
+	uint64_t samples_in_funcs; /* hot: of them, in a known function */
 };
 
 /*
@@ -38,6 +45,14 @@ struct relocate_stats {
  * with no candidates.
  */
 int relocate_plan(struct target *tg, struct relocation **ret, uint64_t *ret_bytes);
+
+/*
+ * Like relocate_plan() for --relocate=hot: the candidates are the functions
+ * the n sampled ips fall in, most sampled first, until they cover
+ * RELOCATE_HOT_COVERAGE of the samples that fell in any function.
+ */
+int relocate_plan_hot(struct target *tg, const uint64_t *ips, size_t n, struct relocation **ret,
+		      uint64_t *ret_bytes);
 
 /*
  * Copies the planned functions into tg's region, writes the code, and

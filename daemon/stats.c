@@ -37,11 +37,15 @@ static struct json_object *functions_json(const struct supervisor *sv)
 
 	json_object_object_add(o, "found", json_object_new_uint64(rs ? rs->found : 0));
 	json_object_object_add(o, "relocated", json_object_new_uint64(rs ? rs->relocated : 0));
+	if (rs && rs->samples)
+		json_object_object_add(o, "samples", json_object_new_uint64(rs->samples));
 	json_object_object_add(o, "code_bytes", json_object_new_uint64(rs ? rs->code_bytes : 0));
 	for (size_t i = 0; rs && i < rs->n_refused; i++)
 		json_object_object_add(refused, rs->refused[i].reason,
 				       json_object_new_uint64(rs->refused[i].count));
 	json_object_object_add(o, "refused", refused);
+	if (rs && rs->samples)
+		json_object_object_add(o, "samples", json_object_new_uint64(rs->samples));
 	if (rs && rs->blocked)
 		json_object_object_add(o, "blocked", json_object_new_string(rs->blocked));
 	return o;
@@ -78,6 +82,8 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(o, "detach_pause_us", json_object_new_uint64(root->detach_pause_us));
 	json_object_object_add(o, "attach_stop_us", json_object_new_uint64(root->attach_stop_us));
 	json_object_object_add(o, "detach_stop_us", json_object_new_uint64(root->detach_stop_us));
+	json_object_object_add(o, "relocate_pause_us",
+			       json_object_new_uint64(root->relocate_pause_us));
 	json_object_object_add(o, "threads", json_object_new_uint64(root->max_threads));
 	json_object_object_add(o, "processes", json_object_new_uint64(sv->nprocesses));
 	json_object_object_add(o, "exec_injections", json_object_new_uint64(sv->exec_injections));

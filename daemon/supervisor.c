@@ -28,6 +28,7 @@
 #include "mem.h"
 #include "optd.h"
 #include "procfs.h"
+#include "profile.h"
 #include "ptrace.h"
 #include "stack.h"
 #include "relocate.h"
@@ -39,6 +40,10 @@
 #include "util.h"
 
 #define STACK_GUARD_GAP (1ULL << 20)
+
+static void target_start_profile(struct target *tg);
+static void target_stop_profile(struct target *tg);
+static void target_exited(struct target *tg, int status);
 
 /*
  * Address ranges that runtimes ask for by hint and that the region must not
@@ -129,6 +134,7 @@ static void target_release(struct target *tg)
 
 	if (tg->root && tg->region)
 		sv->last_region = *tg->region;
+	target_stop_profile(tg);
 	if (tg->rel) {
 		if (tg->root) {
 			relocation_free(sv->root_rel);
@@ -198,7 +204,7 @@ static int target_inject(struct target *tg)
 	if (!t)
 		return -ESRCH;
 	tg->state = TARGET_INJECTING;
-	if (opt->relocate != RELOCATE_NONE) {
+	if (opt->relocate == RELOCATE_ALL || opt->relocate == RELOCATE_NAMED) {
 		r = relocate_plan(tg, &tg->rel, &need);
 		if (r < 0)
 			return r;
@@ -242,6 +248,8 @@ static int target_inject(struct target *tg)
 			log_warn("cannot write /tmp/perf-%d.map: %m", tg->pid);
 	}
 	tg->state = TARGET_RUNNING;
+	if (opt->relocate == RELOCATE_HOT)
+		target_start_profile(tg);
 	return 0;
 }
 
@@ -344,6 +352,95 @@ static void target_exited(struct target *tg, int status)
 		supervisor_root_gone(sv);
 }
 
+/* ---- --relocate=hot: sample, then relocate ---- */
+
+static void target_stop_profile(struct target *tg)
+{
+	if (tg->profile_timer) {
+		event_free(tg->profile_timer);
+		tg->profile_timer = NULL;
+	}
+	profile_free(tg->profile);
+	tg->profile = NULL;
+}
+
+/*
+ * The sampling window is over: stop the world, choose the functions that
+ * cover most samples, copy them into the region and patch them.
+ */
+static void on_profile_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct target *tg = arg;
+	struct supervisor *sv = tg->sv;
+	const uint64_t *ips;
+	_cleanup_free_ uint64_t *copy = NULL;
+	uint64_t need = 0, t0;
+	size_t n = 0;
+	int r;
+
+	(void)fd;
+	(void)what;
+	r = profile_collect(tg->profile, &ips, &n);
+	if (r == 0 && n) {
+		copy = malloc(n * sizeof(*copy));
+		if (copy)
+			memcpy(copy, ips, n * sizeof(*copy));
+	}
+	target_stop_profile(tg);
+	if (!copy || !tg->region || tg->rel)
+		return;
+
+	boost_self(sv);
+	t0 = now_us();
+	r = inj_process_stop(tg->proc);
+	if (r == 0) {
+		r = relocate_plan_hot(tg, copy, n, &tg->rel, &need);
+		if (r == 0)
+			r = relocate_apply(tg, tg->rel);
+		if (r == 0 && relocate_write_perf_map(tg->rel, tg->pid) < 0)
+			log_warn("cannot write /tmp/perf-%d.map: %m", tg->pid);
+		if (r < 0 && r != -ESRCH)
+			log_warn("cannot relocate the hot functions of %d: %s", tg->pid,
+				 strerror(-r));
+		(void)inj_process_resume(tg->proc);
+	}
+	tg->relocate_pause_us = now_us() - t0;
+	unboost_self(sv);
+	if (r == 0 && tg->rel) {
+		const struct relocate_stats *rs = relocate_stats(tg->rel);
+		log_info("%d: %" PRIu64 " hot functions relocated from %" PRIu64 " samples",
+			 tg->pid, rs->relocated, rs->samples);
+	}
+	if (r == -ESRCH && tg->proc->exited)
+		target_exited(tg, tg->proc->exit_status);
+}
+
+/* Starts sampling every thread; the timer relocates after --profile-ms. */
+static void target_start_profile(struct target *tg)
+{
+	struct supervisor *sv = tg->sv;
+	_cleanup_free_ pid_t *tids =
+	    calloc(tg->proc->nthreads ? tg->proc->nthreads : 1, sizeof(*tids));
+	struct timeval tv = {sv->opt->profile_ms / 1000, (sv->opt->profile_ms % 1000) * 1000};
+	size_t n = 0;
+	int r;
+
+	if (!tids || tg->profile)
+		return;
+	for (size_t i = 0; i < tg->proc->nthreads; i++)
+		if (!tg->proc->threads[i]->zombie)
+			tids[n++] = tg->proc->threads[i]->tid;
+	r = profile_start(tids, n, 1000, &tg->profile);
+	if (r < 0) {
+		log_warn("cannot sample %d (%s): no hot functions will be relocated", tg->pid,
+			 strerror(-r));
+		return;
+	}
+	tg->profile_timer = evtimer_new(sv->base, on_profile_done, tg);
+	if (!tg->profile_timer || evtimer_add(tg->profile_timer, &tv) < 0)
+		target_stop_profile(tg);
+}
+
 /* ---- the entry breakpoint of optd run --relocate ---- */
 
 /* AT_ENTRY of a process, from /proc/PID/auxv. 0, -ENOENT, -errno. */
@@ -382,7 +479,7 @@ static int target_inject_at_exec(struct target *tg)
 	uint64_t entry;
 	int r;
 
-	if (tg->sv->opt->relocate == RELOCATE_NONE)
+	if (tg->sv->opt->relocate != RELOCATE_ALL && tg->sv->opt->relocate != RELOCATE_NAMED)
 		return target_inject(tg);
 	r = read_entry(tg->pid, &entry);
 	if (r < 0)
@@ -458,6 +555,7 @@ static void target_exec(struct target *tg, struct inj_thread *t)
 	tg->mm_owner = NULL;
 	relocation_free(tg->rel);
 	tg->rel = NULL;
+	target_stop_profile(tg);
 	tg->entry_bp = 0; /* the old image's int3 went with it */
 	/* The thread is stopped at its exec event and is the only one: the world is stopped. */
 	r = target_inject_at_exec(tg);

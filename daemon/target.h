@@ -11,6 +11,10 @@
 #include "region.h"
 
 struct relocation;
+struct profile;
+struct event;
+struct profile;
+struct event;
 
 struct supervisor;
 
@@ -28,12 +32,15 @@ struct target {
 	pid_t pid;
 	enum target_state state;
 	struct inj_process *proc;
-	struct inj_region *region; /* NULL when the process holds none of its own */
-	struct target *mm_owner;   /* vfork child: the parent whose address space it borrows */
-	struct relocation *rel;	   /* copied functions and their entry patches, or NULL */
-	bool root;		   /* the process the user named */
-	uint64_t entry_bp;	   /* AT_ENTRY while an int3 waits there for relocation, else 0 */
-	uint8_t entry_byte;	   /* the byte the int3 replaced */
+	struct inj_region *region;   /* NULL when the process holds none of its own */
+	struct target *mm_owner;     /* vfork child: the parent whose address space it borrows */
+	struct relocation *rel;	     /* copied functions and their entry patches, or NULL */
+	struct profile *profile;     /* hot: sampling in progress */
+	struct event *profile_timer; /* hot: ends the sampling window */
+	uint64_t relocate_pause_us;  /* hot: the stop-the-world that relocated */
+	bool root;		     /* the process the user named */
+	uint64_t entry_bp;	     /* AT_ENTRY while an int3 waits there for relocation, else 0 */
+	uint8_t entry_byte;	     /* the byte the int3 replaced */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */

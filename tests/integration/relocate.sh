@@ -144,6 +144,41 @@ same_result native_busy busy
 ok "--pid --relocate=all: $(json_get "$T/attbusy.json" functions.relocated) functions relocated," \
 	"region removed at detach, maps as before, output as native"
 
+# --relocate=hot (the default): sample the threads' instruction pointers
+# with perf_event_open, then relocate the functions that cover the samples.
+cat >"$T/long.py" <<'PYEOF'
+import json, zlib
+t = 0
+for r in range(60):
+    d = {str(i): [i * r, str(i)] for i in range(5000)}
+    t += zlib.crc32(json.dumps(d).encode())
+print(t)
+PYEOF
+check hot_python 1 --profile-ms=40 "$PYTHON" "$T/long.py"
+at_least "$T/hot_python.json" functions.samples 5
+
+# optd --pid (hot by default) on busy: relocation happens while attached,
+# then detach removes everything.
+start hbusy "$TGT_DIR/busy" --threads=4 --checkpoint=3
+expect_event hbusy '^ready ([0-9]+)$'
+P=${PID[hbusy]}
+cat /proc/"$P"/maps >"$T/hbusy.maps.before"
+optd_attach athot "$P" --profile-ms=100 --stats="$T/athot.json"
+expect_err athot "hot functions relocated|^optd: "
+[[ $LINE == *" hot functions relocated from "* ]] || fail "athot: optd said: $LINE"
+send_line hbusy
+expect_event hbusy '^tick 1 '
+optd_detach athot
+expect_no_region "$P" "athot: after detach"
+cat /proc/"$P"/maps >"$T/hbusy.maps.after"
+cmp -s "$T/hbusy.maps.before" "$T/hbusy.maps.after" || fail "athot: maps after detach differ"
+at_least "$T/athot.json" functions.relocated 1
+finish hbusy
+expect_eq "hbusy: exit status" "${STATUS_OF[hbusy]}" 0
+grep -q "mismatches 0$" "$T/hbusy.out" || fail "hbusy: $(tail -n 1 "$T/hbusy.out")"
+ok "--pid hot: $(json_get "$T/athot.json" functions.relocated) functions from" \
+	"$(json_get "$T/athot.json" functions.samples) samples; detached cleanly"
+
 # A named function alone.
 check named 1 --relocate=tgt_work,tgt_crc32 "$TGT_DIR/single"
 expect_json "$T/named.json" functions.relocated 2
