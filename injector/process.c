@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "process.h"
+#include "procstat.h"
 #include "ptrace.h"
 #include "util.h"
 
@@ -233,21 +234,10 @@ static bool is_thread_of(pid_t tgid, pid_t tid)
 /* The one-letter state of a thread from /proc/PID/task/TID/stat, or 0 if unreadable. */
 static char thread_state(pid_t tgid, pid_t tid)
 {
-	char path[64], buf[512];
-	_cleanup_close_ int fd = -1;
-	ssize_t n;
+	char path[64], state[8];
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", tgid, tid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	/* comm may contain ')' and spaces: the state follows the last ')'. */
-	char *rp = strrchr(buf, ')');
-	return rp && rp[1] == ' ' ? rp[2] : 0;
+	return procstat_field(path, 3, state, sizeof(state)) == 0 ? state[0] : 0;
 }
 
 /* Tracer pid of a thread from its status file; -errno if unreadable. */

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "place.h"
+#include "procstat.h"
 #include "region.h"
 #include "syscall.h"
 #include "util.h"
@@ -85,26 +86,12 @@ int inj_region_read_header(struct inj_process *p, uint64_t addr, struct optd_reg
 	return 0;
 }
 
+/* optd's start time (field 22, clock ticks after boot), to tell a restarted optd from this one. */
 static uint64_t self_start_time(void)
 {
-	char buf[1024];
-	_cleanup_close_ int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-	unsigned long long v = 0;
+	char v[32];
 
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = 0;
-	char *s = strrchr(buf, ')');
-	/* Field 22 (starttime); s points at field 2's end, so skip 20 fields from field 3. */
-	for (int field = 2; s && field < 22; field++)
-		s = strchr(s + 1, ' ');
-	if (s)
-		sscanf(s + 1, "%llu", &v);
-	return v;
+	return procstat_field("/proc/self/stat", 22, v, sizeof(v)) == 0 ? strtoull(v, NULL, 10) : 0;
 }
 
 /*

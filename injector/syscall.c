@@ -287,20 +287,26 @@ static bool is_restart(long ret)
 }
 
 /* Replaces the syscall pending at an entry/seccomp stop with ours and runs it to its exit stop. */
+/* The syscall ABI: number in rax (orig_rax at an entry stop), arguments in rdi..r9. */
+static void set_syscall_regs(struct user_regs_struct *regs, long nr, const long args[6])
+{
+	regs->rax = (uint64_t)nr;
+	regs->rdi = (uint64_t)args[0];
+	regs->rsi = (uint64_t)args[1];
+	regs->rdx = (uint64_t)args[2];
+	regs->r10 = (uint64_t)args[3];
+	regs->r8 = (uint64_t)args[4];
+	regs->r9 = (uint64_t)args[5];
+}
+
 static int syscall_borrow_entry(struct inj_thread *t, long nr, const long args[6], long *ret_result)
 {
 	struct user_regs_struct regs = t->saved_regs;
 	long pr;
 	int r;
 
+	set_syscall_regs(&regs, nr, args);
 	regs.orig_rax = (uint64_t)nr;
-	regs.rax = (uint64_t)nr;
-	regs.rdi = (uint64_t)args[0];
-	regs.rsi = (uint64_t)args[1];
-	regs.rdx = (uint64_t)args[2];
-	regs.r10 = (uint64_t)args[3];
-	regs.r8 = (uint64_t)args[4];
-	regs.r9 = (uint64_t)args[5];
 	r = inj_ptrace_setregs(t->tid, &regs);
 	if (r < 0)
 		return r;
@@ -329,15 +335,9 @@ static int syscall_step(struct inj_thread *t, uint64_t addr, long nr, const long
 	int r;
 
 	regs.rip = addr;
-	regs.rax = (uint64_t)nr;
+	set_syscall_regs(&regs, nr, args);
 	/* Not a syscall in progress: no restart processing on the way out of this stop. */
 	regs.orig_rax = (uint64_t)-1;
-	regs.rdi = (uint64_t)args[0];
-	regs.rsi = (uint64_t)args[1];
-	regs.rdx = (uint64_t)args[2];
-	regs.r10 = (uint64_t)args[3];
-	regs.r8 = (uint64_t)args[4];
-	regs.r9 = (uint64_t)args[5];
 	struct user_regs_struct want = regs;
 	for (;;) {
 		r = inj_ptrace_setregs(t->tid, &want);
