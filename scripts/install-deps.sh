@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential cmake pkg-config
 libunwind-dev libdw-dev libelf-dev libzydis-dev libevent-dev check
 libjson-c-dev libinih-dev libsystemd-dev
-python3 sqlite3 duktape-dev strace procps"
+python3 libpython3.11-testsuite sqlite3 duktape-dev strace procps"
 
 missing=""
 for p in $PKGS; do
