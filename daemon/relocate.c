@@ -463,7 +463,13 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 	}
 	qsort(targets, n_targets, sizeof(*targets), cmp_u64);
 
-	/* Entry patches: prepared, checked against every thread's ip, then written. */
+	/* Entry patches: prepared, checked in one look at every thread's ip, then written. */
+	_cleanup_free_ struct reloc_func **todo = calloc(rel->n ? rel->n : 1, sizeof(*todo));
+	_cleanup_free_ struct inj_patch *patches = calloc(rel->n ? rel->n : 1, sizeof(*patches));
+	_cleanup_free_ bool *busy = calloc(rel->n ? rel->n : 1, sizeof(*busy));
+	size_t ntodo = 0;
+	if (!todo || !patches || !busy)
+		return -ENOMEM;
 	for (size_t i = 0; i < rel->n; i++) {
 		struct reloc_func *f = &rel->funcs[i];
 		uint64_t off;
@@ -483,8 +489,16 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 			f->res = (copier_result_free(f->res), NULL);
 			continue;
 		}
-		size_t idx;
-		if (inj_patch_check_threads(tg->proc, &f->patch, 1, &idx, NULL) == -EBUSY) {
+		todo[ntodo] = f;
+		patches[ntodo++] = f->patch;
+	}
+	r = inj_patch_check_threads(tg->proc, patches, ntodo, busy, NULL);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < ntodo; k++) {
+		struct reloc_func *f = todo[k];
+
+		if (busy[k]) {
 			count_refusal(rel, "thread_in_entry");
 			f->res = (copier_result_free(f->res), NULL);
 			continue;

@@ -35,12 +35,14 @@ int inj_patch_prepare(uint64_t addr, uint64_t target, const uint8_t orig[INJ_PAT
 }
 
 int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *patches, size_t n,
-			    size_t *ret_index, pid_t *ret_tid)
+			    bool *busy, pid_t *ret_tid)
 {
 	_cleanup_free_ uint64_t *ips = NULL;
 	_cleanup_free_ pid_t *owners = NULL;
 	size_t nips = 0;
 
+	if (busy)
+		memset(busy, 0, n * sizeof(*busy));
 	if (!proc->nthreads || !n)
 		return 0;
 	ips = calloc(proc->nthreads * 2, sizeof(*ips));
@@ -71,18 +73,21 @@ int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *pa
 		}
 	}
 
+	int nbusy = 0;
 	for (size_t k = 0; k < n; k++) {
-		for (size_t i = 0; i < nips; i++) {
+		bool hit = false;
+		for (size_t i = 0; i < nips && !hit; i++) {
 			if (ips[i] >= patches[k].addr && ips[i] < patches[k].addr + INJ_PATCH_LEN) {
-				if (ret_index)
-					*ret_index = k;
-				if (ret_tid)
+				hit = true;
+				if (!nbusy && ret_tid)
 					*ret_tid = owners[i];
-				return -EBUSY;
 			}
 		}
+		if (busy)
+			busy[k] = hit;
+		nbusy += hit;
 	}
-	return 0;
+	return nbusy;
 }
 
 int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t n)

@@ -34,13 +34,15 @@ int inj_patch_prepare(uint64_t addr, uint64_t target, const uint8_t orig[INJ_PAT
 		      struct inj_patch *ret);
 
 /*
- * Checks that no thread of proc (all stopped) would execute inside any of
- * the n patches' bytes when it resumes: its rip, and rip - 2 for a thread
- * whose syscall the kernel may restart. 0 when clear; -EBUSY with
- * *ret_index (the patch) and *ret_tid (the thread) otherwise; -ESRCH, -errno.
+ * Checks, with one look at every thread of proc (all stopped), which of the
+ * n patches a thread would execute inside when it resumes: its rip, and
+ * rip - 2 for a thread whose syscall the kernel may restart. Marks those in
+ * busy[] (n entries, may be NULL) and gives the first one's thread in
+ * *ret_tid (may be NULL). Returns how many are busy (0: all clear), -ESRCH,
+ * -EBUSY if a thread is running, -errno.
  */
 int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *patches, size_t n,
-			    size_t *ret_index, pid_t *ret_tid);
+			    bool *busy, pid_t *ret_tid);
 
 /*
  * Writes n patches. Every patch site must still hold its orig bytes
