@@ -44,6 +44,7 @@
 static void target_start_profile(struct target *tg);
 static void target_stop_profile(struct target *tg);
 static void target_exited(struct target *tg, int status);
+static void target_exec(struct target *tg, struct inj_thread *t);
 
 /*
  * Address ranges that runtimes ask for by hint and that the region must not
@@ -393,6 +394,16 @@ static void on_profile_done(evutil_socket_t fd, short what, void *arg)
 	boost_self(sv);
 	t0 = now_us();
 	r = inj_process_stop(tg->proc);
+	if (r == -ECANCELED) {
+		/* It exec'd meanwhile: these samples are of the old image; start over on the new
+		 * one. */
+		struct inj_thread *t = inj_process_thread(tg->proc, tg->pid);
+		if (t)
+			target_exec(tg, t);
+		(void)inj_process_resume(tg->proc);
+		unboost_self(sv);
+		return;
+	}
 	if (r == 0) {
 		r = relocate_plan_hot(tg, copy, n, &tg->rel, &need);
 		if (r == 0)
