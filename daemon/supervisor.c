@@ -299,7 +299,7 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	struct inj_thread *t;
-	int status, r;
+	int r;
 
 	r = inj_process_adopt(c->pid, &parent->proc->settings, INJ_RUNNING, 0, &proc);
 	if (r < 0)
@@ -324,13 +324,8 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 		  c->event == PTRACE_EVENT_VFORK ? "vfork" : "fork", c->pid, parent->pid,
 		  tg->region ? " (with region)" : "");
 
-	if (inj_early_stop_take(c->pid, &status)) {
-		struct inj_stop st;
-		if (inj_stop_decode(c->pid, status, &st) == 0 && st.kind != INJ_GONE) {
-			inj_thread_note_stop(t, &st);
-			(void)inj_thread_resume(t);
-		}
-	}
+	if (inj_thread_claim_parked_stop(t))
+		(void)inj_thread_resume(t);
 	*ret = tg;
 	return 0;
 }
@@ -584,26 +579,18 @@ static void handle_event(struct target *tg, struct inj_thread *t, const struct i
 	struct supervisor *sv = tg->sv;
 	struct inj_child c = {.pid = (pid_t)st->msg, .parent_tid = t->tid, .event = st->event};
 	struct target *ct;
-	int status;
 
 	switch (st->event) {
 	case PTRACE_EVENT_CLONE: {
 		struct inj_thread *nt;
-		if (!procfs_is_thread_of(tg->pid, c.pid)) {
+		int r = inj_process_note_clone(tg->proc, c.pid, &nt);
+
+		if (r == 0) {
 			(void)child_target(sv, tg, &c, true, &ct);
-			break;
-		}
-		if (inj_process_thread(tg->proc, c.pid) ||
-		    inj_process_add_thread(tg->proc, c.pid, INJ_RUNNING, &nt) < 0)
-			break;
-		nt->new_thread = true;
-		target_note_threads(tg);
-		if (inj_early_stop_take(c.pid, &status)) {
-			struct inj_stop nst;
-			if (inj_stop_decode(c.pid, status, &nst) == 0 && nst.kind != INJ_GONE) {
-				inj_thread_note_stop(nt, &nst);
+		} else if (r > 0) {
+			target_note_threads(tg);
+			if (nt->stop != INJ_RUNNING) /* its first stop came before this event */
 				(void)inj_thread_resume(nt);
-			}
 		}
 		break;
 	}

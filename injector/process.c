@@ -451,6 +451,37 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t)
 	p->syscall_insn = 0;
 }
 
+bool inj_thread_claim_parked_stop(struct inj_thread *t)
+{
+	struct inj_stop st;
+	int status;
+
+	if (!t->new_thread || !inj_early_stop_take(t->tid, &status))
+		return false;
+	if (inj_stop_decode(t->tid, status, &st) < 0 || st.kind == INJ_GONE)
+		return false; /* vanished: its exit status follows */
+	inj_thread_note_stop(t, &st);
+	return true;
+}
+
+int inj_process_note_clone(struct inj_process *p, pid_t ntid, struct inj_thread **ret_thread)
+{
+	struct inj_thread *nt = inj_process_thread(p, ntid);
+	int r;
+
+	if (!nt) {
+		if (!is_thread_of(p->pid, ntid))
+			return 0;
+		r = inj_process_add_thread(p, ntid, INJ_RUNNING, &nt);
+		if (r < 0)
+			return r;
+		nt->new_thread = true;
+		(void)inj_thread_claim_parked_stop(nt);
+	}
+	*ret_thread = nt;
+	return 1;
+}
+
 /* Handles one stop seen while stopping the world. Returns 0, -ECANCELED after exec, -errno. */
 static int stop_world_handle(struct inj_process *p, struct inj_thread *t, const struct inj_stop *st)
 {
@@ -462,24 +493,12 @@ static int stop_world_handle(struct inj_process *p, struct inj_thread *t, const 
 	inj_thread_note_stop(t, st);
 	switch (st->event) {
 	case PTRACE_EVENT_CLONE: {
-		pid_t ntid = (pid_t)st->msg;
-		int status;
 		struct inj_thread *nt;
 
-		if (!is_thread_of(p->pid, ntid))
-			return queue_child(p, ntid, t->tid, st->event);
-		if (inj_process_thread(p, ntid))
-			return 0;
-		r = inj_process_add_thread(p, ntid, INJ_RUNNING, &nt);
-		if (r < 0)
-			return r;
-		nt->new_thread = true;
-		if (inj_early_stop_take(ntid, &status)) {
-			struct inj_stop nst;
-			if (inj_stop_decode(ntid, status, &nst) == 0)
-				inj_thread_note_stop(nt, &nst);
-		}
-		return 0;
+		r = inj_process_note_clone(p, (pid_t)st->msg, &nt);
+		if (r == 0)
+			return queue_child(p, (pid_t)st->msg, t->tid, st->event);
+		return r < 0 ? r : 0;
 	}
 	case PTRACE_EVENT_FORK:
 	case PTRACE_EVENT_VFORK:

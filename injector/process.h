@@ -172,6 +172,21 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t);
 /* Records how the kernel would resume a thread after our use of its stop. */
 int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st);
 
+/*
+ * Takes the PTRACE_EVENT_CLONE that announced ntid. A new thread of p is
+ * added, with its first stop if that was parked before the event (then it
+ * is stopped and must be resumed by the caller). Returns 1 and *ret_thread
+ * for a new thread (or one already known), 0 when ntid is a new process
+ * (clone without CLONE_THREAD), -ENOMEM.
+ */
+int inj_process_note_clone(struct inj_process *p, pid_t ntid, struct inj_thread **ret_thread);
+
+/*
+ * Records in t (a thread announced but not yet seen stopped) its first stop
+ * if somebody parked it. True when t is now stopped.
+ */
+bool inj_thread_claim_parked_stop(struct inj_thread *t);
+
 /* Parks a stop of a tid that belongs to no known thread yet. 0 or -ENOMEM. */
 int inj_early_stop_park(pid_t tid, int status);
 /* Takes a parked stop of tid; true if there was one. */
