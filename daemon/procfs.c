@@ -7,12 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "optd.h"
 #include "procfs.h"
+#include "procstat.h"
 #include "util.h"
 
 static int read_small_file(const char *path, char *buf, size_t len)
@@ -96,31 +96,10 @@ int procfs_read_comm(pid_t pid, char *buf, size_t len)
 
 int procfs_status_field(pid_t pid, const char *key, long *ret)
 {
-	char path[64], buf[8192];
-	size_t klen = strlen(key);
-	int r;
+	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/%d/status", pid);
-	r = read_small_file(path, buf, sizeof(buf));
-	if (r < 0)
-		return r;
-	for (char *line = buf; line && *line;
-	     line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			*ret = strtol(line + klen + 1, NULL, 10);
-			return 0;
-		}
-	}
-	return -ENOENT;
-}
-
-bool procfs_is_thread_of(pid_t tgid, pid_t tid)
-{
-	char path[64];
-	struct stat sb;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d", tgid, tid);
-	return stat(path, &sb) == 0;
+	return procstat_status_field(path, key, ret);
 }
 
 static int refuse(pid_t pid, const char *why)

@@ -24,7 +24,6 @@ int procfs_read_stat(pid_t pid, struct procfs_stat *ret);
 int procfs_read_comm(pid_t pid, char *buf, size_t len);
 /* A "Key:" value of /proc/PID/status as an integer. 0, -ENOENT, -ESRCH, -errno. */
 int procfs_status_field(pid_t pid, const char *key, long *ret);
-bool procfs_is_thread_of(pid_t tgid, pid_t tid);
 
 /*
  * Checks that pid names a process optd may trace and prints why not if it

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -221,16 +220,6 @@ static int queue_child(struct inj_process *p, pid_t child, pid_t parent_tid, int
 	return 0;
 }
 
-/* True if tid is a thread of tgid (its /proc/TGID/task/TID entry exists). */
-static bool is_thread_of(pid_t tgid, pid_t tid)
-{
-	char path[64];
-	struct stat sb;
-
-	snprintf(path, sizeof(path), "/proc/%d/task/%d", tgid, tid);
-	return stat(path, &sb) == 0;
-}
-
 /* The one-letter state of a thread from /proc/PID/task/TID/stat, or 0 if unreadable. */
 static char thread_state(pid_t tgid, pid_t tid)
 {
@@ -244,17 +233,12 @@ static char thread_state(pid_t tgid, pid_t tid)
 static int thread_tracer(pid_t tgid, pid_t tid)
 {
 	char path[64];
-	_cleanup_fclose_ FILE *f = NULL;
-	char line[256];
+	long tracer;
+	int r;
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/status", tgid, tid);
-	f = fopen(path, "re");
-	if (!f)
-		return negerrno();
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "TracerPid:", 10) == 0)
-			return atoi(line + 10);
-	return -ENOENT;
+	r = procstat_status_field(path, "TracerPid", &tracer);
+	return r < 0 ? r : (int)tracer;
 }
 
 int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
@@ -470,7 +454,7 @@ int inj_process_note_clone(struct inj_process *p, pid_t ntid, struct inj_thread 
 	int r;
 
 	if (!nt) {
-		if (!is_thread_of(p->pid, ntid))
+		if (!procstat_is_thread_of(p->pid, ntid))
 			return 0;
 		r = inj_process_add_thread(p, ntid, INJ_RUNNING, &nt);
 		if (r < 0)

@@ -68,6 +68,38 @@ START_TEST(test_self_and_gone)
 }
 END_TEST
 
+START_TEST(test_status_field)
+{
+	const char *text = "Name:\tcat\nTgid:\t42\nPid:\t43\nTracerPid:\t987\nUid:\t0\t0\t0\t0\n";
+	const char *path = write_tmp(text);
+	long v = -1;
+
+	ck_assert_int_eq(procstat_status_field(path, "TracerPid", &v), 0);
+	ck_assert_int_eq(v, 987);
+	ck_assert_int_eq(procstat_status_field(path, "Tgid", &v), 0);
+	ck_assert_int_eq(v, 42);
+	ck_assert_int_eq(procstat_status_field(path, "Uid", &v), 0);
+	ck_assert_int_eq(v, 0);
+	/* A key is matched whole: "Pid" is not "TracerPid" nor "PPid". */
+	ck_assert_int_eq(procstat_status_field(path, "Pid", &v), 0);
+	ck_assert_int_eq(v, 43);
+	ck_assert_int_eq(procstat_status_field(path, "PPid", &v), -ENOENT);
+	unlink(path);
+	ck_assert_int_eq(procstat_status_field(path, "Tgid", &v), -ESRCH);
+
+	ck_assert_int_eq(procstat_status_field("/proc/self/status", "Tgid", &v), 0);
+	ck_assert_int_eq(v, getpid());
+}
+END_TEST
+
+START_TEST(test_is_thread_of)
+{
+	ck_assert(procstat_is_thread_of(getpid(), getpid()));
+	ck_assert(!procstat_is_thread_of(getpid(), getppid()));
+	ck_assert(!procstat_is_thread_of(0x7ffffff0, 1));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("procstat");
@@ -77,6 +109,8 @@ int main(void)
 
 	tcase_add_loop_test(tc, test_table, 0, sizeof(cases) / sizeof(cases[0]));
 	tcase_add_test(tc, test_self_and_gone);
+	tcase_add_test(tc, test_status_field);
+	tcase_add_test(tc, test_is_thread_of);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
