@@ -120,10 +120,7 @@ int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len)
 	if (r == 0 || r == -ESRCH || r == -ENOMEM)
 		return r;
 	/* Unreadable pages (PROT_NONE, exec-only) still read through /proc/PID/mem. */
-	r = proc_mem_rw(p, false, addr, buf, len);
-	if (r == -EIO)
-		r = -EFAULT;
-	return r;
+	return proc_mem_rw(p, false, addr, buf, len);
 }
 
 int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t addr, const void *buf,
@@ -152,18 +149,28 @@ int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t 
 	if (r == -EFAULT && !p->mem_fd_write_denied) {
 		path = INJ_MEM_PROC_MEM;
 		r = inj_mem_write_via(p, path, addr, buf, len);
-		if (r == -EPERM || r == -EACCES) {
-			/* proc_mem.force_override forbids it; remember, and poke instead. */
-			log_debug("pid %d: /proc/PID/mem writes refused, using PTRACE_POKEDATA",
-				  p->pid);
-			p->mem_fd_write_denied = true;
-		} else if (r == -EIO) {
-			r = -EFAULT;
-		}
 	}
-	if (r == -EFAULT && p->mem_fd_write_denied) {
-		path = INJ_MEM_POKE;
-		r = inj_mem_write_via(p, path, addr, buf, len);
+	/*
+	 * /proc/PID/mem fails the same way (EIO) for an unmapped address and
+	 * for a protected page when the kernel forbids forced writes there
+	 * (proc_mem.force_override=never, or EPERM/EACCES from a security
+	 * module). POKEDATA still writes through protections: try it, and if
+	 * it works, go straight to it from now on. Only its failure means the
+	 * address is really not mapped.
+	 */
+	if (r == -EFAULT || r == -EPERM || r == -EACCES) {
+		int r2 = inj_mem_write_via(p, INJ_MEM_POKE, addr, buf, len);
+		if (r2 == 0) {
+			if (!p->mem_fd_write_denied)
+				log_debug(
+				    "pid %d: /proc/PID/mem writes refused, using PTRACE_POKEDATA",
+				    p->pid);
+			p->mem_fd_write_denied = true;
+			path = INJ_MEM_POKE;
+			r = 0;
+		} else if (r2 != -EBUSY) {
+			r = r2; /* -EFAULT when unmapped, -ESRCH when gone */
+		}
 	}
 	if (r == 0 && ret_path)
 		*ret_path = path;

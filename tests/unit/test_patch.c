@@ -6,11 +6,14 @@
 #include <check.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "mem.h"
 #include "patch.h"
 #include "process.h"
@@ -52,8 +55,13 @@ static void child_loop(int cmd, int answer)
 	char c;
 
 	while (read(cmd, &c, 1) == 1) {
-		if (c == 's')
+		if (c == 's') {
+			int ready = 0;
+			/* Announce it: the next instructions are the call and the spin. */
+			if (write(answer, &ready, sizeof(ready)) != sizeof(ready))
+				_exit(2);
 			patch_spin();
+		}
 		int v = fp(7);
 		if (write(answer, &v, sizeof(v)) != sizeof(v))
 			_exit(2);
@@ -154,12 +162,17 @@ START_TEST(test_thread_inside_patch)
 	pid_t tid = 0;
 
 	child_start(&c);
+	int ready;
 	ck_assert_int_eq(write(c.cmd, "s", 1), 1); /* it spins in patch_spin's first two bytes */
+	ck_assert_int_eq(read(c.answer, &ready, sizeof(ready)), sizeof(ready));
 	ck_assert_int_eq(inj_process_stop(c.proc), 0);
 	ck_assert_int_eq(inj_mem_read(c.proc, (uint64_t)(uintptr_t)patch_spin, orig, sizeof(orig)),
 			 0);
-	/* The child may not have reached the loop yet: wait until it is there. */
-	for (int tries = 0; tries < 1000; tries++) {
+	/*
+	 * It announced itself a few instructions before the loop: let it run
+	 * on until it is there (Check's timeout bounds this).
+	 */
+	for (;;) {
 		struct user_regs_struct regs;
 		ck_assert_int_eq(inj_ptrace_getregs(c.proc->threads[0]->tid, &regs), 0);
 		if (regs.rip == (uint64_t)(uintptr_t)patch_spin)
@@ -222,6 +235,67 @@ START_TEST(test_out_of_reach)
 }
 END_TEST
 
+/*
+ * When /proc/PID/mem refuses a write into protected text (EIO, as with
+ * proc_mem.force_override=never), inj_mem_write falls back to POKEDATA
+ * and keeps using it. The refusal is staged by giving the process a
+ * /proc/PID/mem fd of another process where that address is not mapped.
+ */
+START_TEST(test_poke_fallback)
+{
+	struct child c;
+	struct inj_patch p;
+	enum inj_mem_path path = INJ_MEM_VM;
+	uint64_t site = (uint64_t)(uintptr_t)patch_f;
+	struct maps *m = NULL;
+	char memp[64];
+	pid_t other;
+
+	child_start(&c);
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	p = patch_f_to_g(&c);
+	for (;;) {
+		other = fork();
+		ck_assert_int_ge(other, 0);
+		if (other == 0) {
+			execl("/bin/sleep", "sleep", "60", (char *)NULL);
+			_exit(127);
+		}
+		/* Wait until it is sleep, not our copy, then make sure site is not mapped there. */
+		for (;;) {
+			char exe[64], link[256] = "";
+			snprintf(exe, sizeof(exe), "/proc/%d/exe", other);
+			if (readlink(exe, link, sizeof(link) - 1) > 0 && strstr(link, "sleep"))
+				break;
+		}
+		ck_assert_int_eq(maps_read(other, &m), 0);
+		bool mapped = maps_find(m, site) != NULL;
+		maps_free(m);
+		if (!mapped)
+			break;
+		kill(other, SIGKILL);
+		waitpid(other, NULL, 0);
+	}
+	snprintf(memp, sizeof(memp), "/proc/%d/mem", other);
+	if (c.proc->mem_fd >= 0)
+		close(c.proc->mem_fd);
+	c.proc->mem_fd = open(memp, O_RDWR | O_CLOEXEC);
+	ck_assert_int_ge(c.proc->mem_fd, 0);
+
+	ck_assert_int_eq(inj_mem_write(c.proc, site, p.jmp, INJ_PATCH_LEN, &path), 0);
+	ck_assert_int_eq(path, INJ_MEM_POKE);
+	ck_assert(c.proc->mem_fd_write_denied);
+	ck_assert_int_eq(inj_process_resume(c.proc), 0);
+	ck_assert_int_eq(child_call(&c), 700); /* the child runs the jmp POKEDATA wrote */
+	/* An address mapped nowhere is still -EFAULT. */
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	ck_assert_int_eq(inj_mem_write(c.proc, 0x1000, p.jmp, INJ_PATCH_LEN, NULL), -EFAULT);
+	kill(other, SIGKILL);
+	waitpid(other, NULL, 0);
+	child_stop(&c);
+}
+END_TEST
+
 static Suite *patch_suite(void)
 {
 	Suite *s = suite_create("patch");
@@ -231,6 +305,7 @@ static Suite *patch_suite(void)
 	tcase_add_test(tc, test_thread_inside_patch);
 	tcase_add_test(tc, test_stale_site);
 	tcase_add_test(tc, test_out_of_reach);
+	tcase_add_test(tc, test_poke_fallback);
 	suite_add_tcase(s, tc);
 	return s;
 }
