@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "funcs.h"
+#include "procstat.h"
 #include "util.h"
 
 /* The vDSO is two pages today; anything far larger is not a vDSO image. */
@@ -923,19 +924,11 @@ static int read_module(Elf *elf, const struct maps *m, const struct maps_entry *
  */
 static bool process_alive(pid_t pid)
 {
-	_cleanup_fclose_ FILE *f = NULL;
-	char path[64], buf[512], *paren;
-	size_t n;
+	char path[64], state[8];
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	buf[n] = '\0';
-	/* The command name may hold anything, ')' too: the state follows the last ')'. */
-	paren = strrchr(buf, ')');
-	return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+	return procstat_field(path, 3, state, sizeof(state)) == 0 && state[0] != 'Z' &&
+	       state[0] != 'X';
 }
 
 /*
