@@ -310,6 +310,13 @@ static int seize_scan(struct inj_process *p, size_t *ret_new)
 			added++;
 			continue;
 		}
+		if (pr == -EPERM) {
+			/* An exited thread not yet reaped refuses with EPERM too: it is as good as
+			 * gone. */
+			char state = thread_state(p->pid, tid);
+			if (state == 0 || state == 'Z' || state == 'X')
+				continue;
+		}
 		if (pr < 0)
 			return (int)pr;
 		r = inj_process_add_thread(p, tid, INJ_RUNNING, NULL);
