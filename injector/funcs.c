@@ -5,9 +5,9 @@
  * .symtab and .dynsym, grouped by start address (a group is one function and
  * its aliases); the FDEs of .eh_frame; then the merge, where an FDE only makes
  * a function when no sized symbol covers its start. Names are copied into one
- * pool so the Elf, its descriptor and its mapping are released before
- * module_open() returns: a set for a process with hundreds of libraries holds
- * no descriptors.
+ * pool, and the .eh_frame section into the module, so the Elf, its descriptor
+ * and its mapping are released before module_open() returns: a set for a
+ * process with hundreds of libraries holds no descriptors.
  */
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ehenc.h"
 #include "funcs.h"
 #include "procstat.h"
 #include "util.h"
@@ -49,6 +50,13 @@ struct name_ref {
 	bool hidden;
 };
 
+/* An FDE while the module is built. */
+struct fde {
+	uint64_t start; /* run time */
+	uint64_t end;
+	uint64_t off; /* in .eh_frame */
+};
+
 struct module_text {
 	uint64_t start;
 	uint64_t end;
@@ -62,7 +70,7 @@ struct build {
 	size_t n_scn;
 	struct sym *syms;
 	size_t n_syms, cap_syms;
-	struct range *fdes; /* run time */
+	struct fde *fdes;
 	size_t n_fdes, cap_fdes;
 	struct rangeset plt;
 	struct func *funcs;
@@ -93,185 +101,6 @@ static void sort(void *v, size_t n, size_t size, int (*cmp)(const void *, const 
 {
 	if (n > 1)
 		qsort(v, n, size, cmp);
-}
-
-/* ---- encoded pointers of .eh_frame ---- */
-
-static bool read_uleb(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	while (*p < end) {
-		uint8_t b = *(*p)++;
-
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if (!(b & 0x80)) {
-			*ret = v;
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool read_sleb(const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-
-	while (*p < end) {
-		uint8_t b = *(*p)++;
-
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7f) << shift;
-		shift += 7;
-		if (!(b & 0x80)) {
-			if (shift < 64 && (b & 0x40))
-				v |= ~0ULL << shift;
-			*ret = v;
-			return true;
-		}
-	}
-	return false;
-}
-
-/*
- * Reads a value in the format (low nibble) of a DW_EH_PE encoding and
- * advances *p. The application (pcrel...) is the caller's business.
- */
-static bool read_format(uint8_t enc, const uint8_t **p, const uint8_t *end, uint64_t *ret)
-{
-	size_t n;
-
-	switch (enc & 0x0f) {
-	case DW_EH_PE_uleb128:
-		return read_uleb(p, end, ret);
-	case DW_EH_PE_sleb128:
-		return read_sleb(p, end, ret);
-	case DW_EH_PE_absptr:
-	case DW_EH_PE_udata8:
-	case DW_EH_PE_sdata8:
-		n = 8;
-		break;
-	case DW_EH_PE_udata4:
-	case DW_EH_PE_sdata4:
-		n = 4;
-		break;
-	case DW_EH_PE_udata2:
-	case DW_EH_PE_sdata2:
-		n = 2;
-		break;
-	default:
-		return false;
-	}
-	if ((size_t)(end - *p) < n)
-		return false;
-	if (n == 8) {
-		uint64_t v;
-
-		memcpy(&v, *p, 8);
-		*ret = v;
-	} else if (n == 4) {
-		uint32_t v;
-
-		memcpy(&v, *p, 4);
-		*ret = (enc & DW_EH_PE_signed) ? (uint64_t)(int64_t)(int32_t)v : v;
-	} else {
-		uint16_t v;
-
-		memcpy(&v, *p, 2);
-		*ret = (enc & DW_EH_PE_signed) ? (uint64_t)(int64_t)(int16_t)v : v;
-	}
-	*p += n;
-	return true;
-}
-
-/*
- * The encoding of the FDE addresses a CIE names with its 'R' augmentation.
- * The other augmentations are stepped over; one not known here may hide 'R'
- * behind it, so such a CIE is not used.
- */
-static bool cie_fde_encoding(const Dwarf_CIE *cie, uint8_t *ret)
-{
-	const char *aug = cie->augmentation;
-	const uint8_t *p = cie->augmentation_data;
-	const uint8_t *end = p + cie->augmentation_data_size;
-	uint8_t enc = DW_EH_PE_absptr;
-	uint64_t skip;
-
-	if (aug[0] == '\0') {
-		*ret = enc;
-		return true;
-	}
-	if (aug[0] != 'z')
-		return false;
-	for (aug++; *aug; aug++) {
-		switch (*aug) {
-		case 'R':
-			if (p >= end)
-				return false;
-			enc = *p++;
-			break;
-		case 'L':
-			if (p >= end)
-				return false;
-			p++;
-			break;
-		case 'P':
-			if (p >= end)
-				return false;
-			/* DW_EH_PE_aligned would need the section address to skip. */
-			if ((*p & 0x70) == DW_EH_PE_aligned)
-				return false;
-			p++;
-			if (!read_format(p[-1], &p, end, &skip))
-				return false;
-			break;
-		case 'S':
-		case 'B':
-			break;
-		default:
-			return false;
-		}
-	}
-	*ret = enc;
-	return true;
-}
-
-/*
- * libdw frames every CIE and FDE (dwarf_next_cfi) and decodes FDE pointers
- * internally, but exposes no FDE's own range: dwarf_frame_info() gives the
- * range of one row of the CFI table. So an FDE's initial_location and
- * address_range are read here, in the encoding its CIE names. The range is
- * in ELF addresses.
- */
-static bool fde_range(uint8_t enc, const Dwarf_FDE *fde, uint64_t field_addr, uint64_t *ret_start,
-		      uint64_t *ret_end)
-{
-	const uint8_t *p = fde->start;
-	uint64_t start, len;
-
-	if (enc == DW_EH_PE_omit || (enc & DW_EH_PE_indirect))
-		return false;
-	if (!read_format(enc, &p, fde->end, &start) || !read_format(enc, &p, fde->end, &len))
-		return false;
-	switch (enc & 0x70) {
-	case DW_EH_PE_absptr:
-		break;
-	case DW_EH_PE_pcrel:
-		start += field_addr;
-		break;
-	default:
-		/* textrel, datarel, funcrel, aligned: not used for x86-64 FDEs. */
-		return false;
-	}
-	if (len == 0 || start + len < start)
-		return false;
-	*ret_start = start;
-	*ret_end = start + len;
-	return true;
 }
 
 /* ---- reading one module ---- */
@@ -362,14 +191,14 @@ static int read_symbols(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh, uint
 	return 0;
 }
 
-static int add_fde(struct build *b, uint64_t start, uint64_t end)
+static int add_fde(struct build *b, uint64_t start, uint64_t end, uint64_t off)
 {
 	int r;
 
 	r = grow((void **)&b->fdes, &b->cap_fdes, b->n_fdes, sizeof(*b->fdes));
 	if (r < 0)
 		return r;
-	b->fdes[b->n_fdes++] = (struct range){start, end};
+	b->fdes[b->n_fdes++] = (struct fde){start, end, off};
 	return 0;
 }
 
@@ -387,6 +216,7 @@ static int read_fdes(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
 	size_t n_cies = 0, cap_cies = 0;
 	Dwarf_Off off = 0, next;
 	Elf_Data *data;
+	bool keep;
 	int r;
 
 	if (sh->sh_type == SHT_NOBITS)
@@ -394,6 +224,16 @@ static int read_fdes(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
 	data = elf_getdata(scn, NULL);
 	if (!data || !ident)
 		return -EIO;
+	/* Kept for unwind info of copies (ehframe.c); an FDE of another one has no fde_off. */
+	keep = !b->mod->eh_frame;
+	if (keep && data->d_size) {
+		b->mod->eh_frame = malloc(data->d_size);
+		if (!b->mod->eh_frame)
+			return -ENOMEM;
+		memcpy(b->mod->eh_frame, data->d_buf, data->d_size);
+		b->mod->eh_frame_size = data->d_size;
+		b->mod->eh_frame_addr = sh->sh_addr + b->mod->bias;
+	}
 
 	for (; off != (Dwarf_Off)-1; off = next) {
 		Dwarf_CFI_Entry ent;
@@ -418,6 +258,7 @@ static int read_fdes(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
 		if (!c) {
 			Dwarf_CFI_Entry cie;
 			Dwarf_Off cie_next;
+			struct ehenc_cie_aug aug;
 
 			r = grow((void **)&cies, &cap_cies, n_cies, sizeof(*cies));
 			if (r < 0)
@@ -425,19 +266,20 @@ static int read_fdes(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
 			c = &cies[n_cies++];
 			c->off = ent.fde.CIE_pointer;
 			c->ok = dwarf_next_cfi(ident, data, true, c->off, &cie_next, &cie) == 0 &&
-				dwarf_cfi_cie_p(&cie) && cie_fde_encoding(&cie.cie, &c->enc);
+				dwarf_cfi_cie_p(&cie) && ehenc_cie_aug(&cie.cie, &aug);
+			c->enc = c->ok ? aug.fde_enc : DW_EH_PE_omit;
 		}
 		if (!c->ok ||
-		    !fde_range(c->enc, &ent.fde,
-			       sh->sh_addr +
-				   (uint64_t)(ent.fde.start - (const uint8_t *)data->d_buf),
-			       &start, &end) ||
+		    !ehenc_fde_range(c->enc, &ent.fde,
+				     sh->sh_addr +
+					 (uint64_t)(ent.fde.start - (const uint8_t *)data->d_buf),
+				     &start, &end) ||
 		    !in_exec_segment(b->mod, start) ||
 		    rangeset_overlaps(&b->plt, start + b->mod->bias, end + b->mod->bias)) {
 			b->mod->stats.fdes_skipped++;
 			continue;
 		}
-		r = add_fde(b, start + b->mod->bias, end + b->mod->bias);
+		r = add_fde(b, start + b->mod->bias, end + b->mod->bias, keep ? off : FUNC_NO_FDE);
 		if (r < 0)
 			return r;
 	}
@@ -545,15 +387,17 @@ static int sym_cmp(const void *pa, const void *pb)
 	return strcmp(a->name, b->name);
 }
 
-static int range_start_cmp(const void *pa, const void *pb)
+static int fde_start_cmp(const void *pa, const void *pb)
 {
-	const struct range *a = pa, *b = pb;
+	const struct fde *a = pa, *b = pb;
 
 	if (a->start != b->start)
 		return a->start < b->start ? -1 : 1;
 	/* The longest first, so deduplication keeps it. */
 	if (a->end != b->end)
 		return a->end > b->end ? -1 : 1;
+	if (a->off != b->off)
+		return a->off < b->off ? -1 : 1;
 	return 0;
 }
 
@@ -588,7 +432,7 @@ static int add_func(struct build *b, uint64_t start, uint64_t end, const char *n
 	r = grow((void **)&b->funcs, &b->cap_funcs, b->n_funcs, sizeof(*b->funcs));
 	if (r < 0)
 		return r;
-	b->funcs[b->n_funcs++] = (struct func){start, end, name, flags};
+	b->funcs[b->n_funcs++] = (struct func){start, end, name, flags, FUNC_NO_FDE};
 	return 0;
 }
 
@@ -651,7 +495,7 @@ static int merge(struct build *b)
 		reach[i] = max_end;
 	}
 
-	sort(b->fdes, b->n_fdes, sizeof(*b->fdes), range_start_cmp);
+	sort(b->fdes, b->n_fdes, sizeof(*b->fdes), fde_start_cmp);
 	n_fdes = 0;
 	for (size_t i = 0; i < b->n_fdes; i++)
 		if (n_fdes == 0 || b->fdes[n_fdes - 1].start != b->fdes[i].start)
@@ -666,6 +510,7 @@ static int merge(struct build *b)
 
 		if (k < n_sym_funcs && b->funcs[k].start == s) {
 			b->funcs[k].flags |= FUNC_FROM_FDE;
+			b->funcs[k].fde_off = b->fdes[i].off;
 			continue;
 		}
 		if (k < n_sym_funcs && reach[k] > s)
@@ -686,6 +531,7 @@ static int merge(struct build *b)
 		r = add_func(b, s, b->fdes[i].end, y ? y->name : NULL, FUNC_FROM_FDE);
 		if (r < 0)
 			return r;
+		b->funcs[b->n_funcs - 1].fde_off = b->fdes[i].off;
 		for (size_t j = lo; y && j < b->n_syms && b->syms[j].start == s; j++)
 			b->funcs[b->n_funcs - 1].flags |= b->syms[j].flags;
 		b->mod->stats.fde_funcs++;
@@ -1059,6 +905,7 @@ void module_free(struct module *mod)
 	free(mod->funcs);
 	free(mod->names);
 	free(mod->strings);
+	free(mod->eh_frame);
 	free(mod);
 }
 

@@ -12,7 +12,9 @@
  *   .dynsym   the exported functions: stripped files keep it;
  *   .eh_frame one FDE per function (per hot/cold part) that unwinding needs,
  *             which compilers emit by default and strip keeps: it bounds every
- *             compiled function of a stripped file, without a name.
+ *             compiled function of a stripped file, without a name. The
+ *             module keeps the section's bytes and each function the
+ *             offset of its FDE, for the unwind info of its copies.
  * A function is one start address: aliases (several symbols at one address)
  * become one struct func with one chosen name, and every name stays findable
  * through module_find_func_by_name(). An FDE that starts inside a symbol's
@@ -58,11 +60,22 @@
 #define FUNC_GLOBAL (1u << 4)
 #define FUNC_NESTED (1u << 5)
 
+/* struct func's fde_off when no FDE of the module's .eh_frame starts at the function. */
+#define FUNC_NO_FDE UINT64_MAX
+
 struct func {
 	uint64_t start;	  /* run-time addresses: ELF address + module bias */
 	uint64_t end;	  /* exclusive, > start */
 	const char *name; /* NULL when no symbol names it; owned by the module */
 	uint32_t flags;	  /* FUNC_* */
+	/*
+	 * Offset in the module's eh_frame of the FDE that starts exactly at
+	 * start (the longest, if several do), or FUNC_NO_FDE; always
+	 * FUNC_NO_FDE without FUNC_FROM_FDE. Its range may differ from
+	 * [start, end): a symbol's size and a split function's several FDEs are
+	 * not checked against it (ehframe_add() is).
+	 */
+	uint64_t fde_off;
 };
 
 /* One PT_LOAD segment, in ELF addresses (add the bias for run time). */
@@ -122,6 +135,16 @@ struct module {
 	size_t n_names;
 
 	struct module_stats stats;
+
+	/*
+	 * A copy of the module's .eh_frame section, which ehframe.c reads to
+	 * give copies of its functions unwind info, and the run-time address
+	 * of its first byte (section address + bias), which its pcrel pointers
+	 * are relative to. NULL and 0 without one.
+	 */
+	uint8_t *eh_frame;
+	size_t eh_frame_size;
+	uint64_t eh_frame_addr;
 
 	char *strings; /* storage of every name */
 };

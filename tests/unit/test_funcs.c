@@ -217,42 +217,54 @@ static const struct esym *esym_by_name(const struct esyms *s, const char *name)
 	return NULL;
 }
 
-/* The FDE ranges of file's .eh_frame, as readelf decodes them. */
-static void readelf_fdes(const char *file, struct range **ret, size_t *ret_n)
+/*
+ * The FDE ranges of file's .eh_frame, as readelf decodes them, and each
+ * FDE's offset in the section (in increasing order).
+ */
+static void readelf_fdes(const char *file, struct range **ret, uint64_t **ret_offs, size_t *ret_n)
 {
 	char cmd[512], line[1024];
 	bool in_eh_frame = false;
 	size_t n = 0, cap = 0;
 	struct range *v = NULL;
+	uint64_t *offs = NULL;
 	FILE *f;
 
 	snprintf(cmd, sizeof(cmd), "readelf -wf '%s' 2>/dev/null", file);
 	f = popen(cmd, "r");
 	ck_assert_ptr_nonnull(f);
 	while (fgets(line, sizeof(line), f)) {
-		uint64_t s, e;
+		uint64_t s, e, off;
 		char *pc;
 
 		if (!strncmp(line, "Contents of the ", 16))
 			in_eh_frame = strstr(line, ".eh_frame section") != NULL;
 		if (!in_eh_frame || !strstr(line, " FDE ") || !(pc = strstr(line, "pc=")))
 			continue;
-		if (sscanf(pc, "pc=%" SCNx64 "..%" SCNx64, &s, &e) != 2)
+		if (sscanf(line, "%" SCNx64, &off) != 1 ||
+		    sscanf(pc, "pc=%" SCNx64 "..%" SCNx64, &s, &e) != 2)
 			continue;
 		if (n == cap) {
 			cap = cap ? cap * 2 : 1024;
 			v = realloc(v, cap * sizeof(*v));
+			offs = realloc(offs, cap * sizeof(*offs));
 			ck_assert_ptr_nonnull(v);
+			ck_assert_ptr_nonnull(offs);
 		}
+		ck_assert(n == 0 || offs[n - 1] < off);
+		offs[n] = off;
 		v[n++] = (struct range){s, e};
 	}
 	pclose(f);
 	*ret = v;
+	*ret_offs = offs;
 	*ret_n = n;
 }
 
-/* The ELF ranges of file's PLT sections, as readelf lists them. */
-static size_t readelf_plt(const char *file, struct range *v, size_t max)
+/* The ELF ranges of file's sections with one of the names (NULL-terminated), as readelf lists them.
+ */
+static size_t readelf_sections(const char *file, const char *const *names, struct range *v,
+			       size_t max)
 {
 	char cmd[512], line[1024];
 	size_t n = 0;
@@ -269,13 +281,19 @@ static size_t readelf_plt(const char *file, struct range *v, size_t max)
 		if (!p || sscanf(p + 1, " %63s %63s %" SCNx64 " %" SCNx64 " %" SCNx64, name, type,
 				 &addr, &off, &size) != 5)
 			continue;
-		if ((!strcmp(name, ".plt") || !strcmp(name, ".plt.sec") ||
-		     !strcmp(name, ".plt.got") || !strcmp(name, ".iplt")) &&
-		    size && n < max)
-			v[n++] = (struct range){addr, addr + size};
+		for (const char *const *want = names; *want; want++)
+			if (!strcmp(name, *want) && size && n < max)
+				v[n++] = (struct range){addr, addr + size};
 	}
 	pclose(f);
 	return n;
+}
+
+static size_t readelf_plt(const char *file, struct range *v, size_t max)
+{
+	static const char *const plt[] = {".plt", ".plt.sec", ".plt.got", ".iplt", NULL};
+
+	return readelf_sections(file, plt, v, max);
 }
 
 static void readelf_build_id(const char *file, char *ret, size_t len)
@@ -485,8 +503,10 @@ static void check_symbols(const struct module *mod, const struct esyms *syms)
  */
 static void check_fdes(const struct module *mod, const char *file)
 {
-	struct range plt[8], *fdes;
-	size_t n_plt = readelf_plt(file, plt, ARRAY_SIZE(plt)), n_fdes, in_plt = 0;
+	static const char *const eh_frame_name[] = {".eh_frame", NULL};
+	struct range plt[8], *fdes, eh_frame;
+	size_t n_plt = readelf_plt(file, plt, ARRAY_SIZE(plt)), n_fdes, in_plt = 0, with_fde = 0;
+	uint64_t *offs;
 	uint64_t plt_bytes = 0, our_plt_bytes = 0;
 
 	for (size_t i = 0; i < n_plt; i++) {
@@ -503,7 +523,7 @@ static void check_fdes(const struct module *mod, const char *file)
 		our_plt_bytes += mod->plt[k].end - mod->plt[k].start;
 	ck_assert_uint_eq(our_plt_bytes, plt_bytes);
 
-	readelf_fdes(file, &fdes, &n_fdes);
+	readelf_fdes(file, &fdes, &offs, &n_fdes);
 	ck_assert_uint_gt(n_fdes, 0);
 	ck_assert_uint_eq(mod->stats.fdes, n_fdes);
 	for (size_t i = 0; i < n_fdes; i++) {
@@ -531,7 +551,41 @@ static void check_fdes(const struct module *mod, const char *file)
 				      "%s: FDE at 0x%" PRIx64 " misplaced", file, fdes[i].start);
 	}
 	ck_assert_uint_eq(mod->stats.fdes_skipped, in_plt);
+
+	/* The section the module kept, and each function's FDE in it. */
+	ck_assert_uint_eq(readelf_sections(file, eh_frame_name, &eh_frame, 1), 1);
+	ck_assert_ptr_nonnull(mod->eh_frame);
+	ck_assert_uint_eq(mod->eh_frame_addr, eh_frame.start + mod->bias);
+	ck_assert_uint_eq(mod->eh_frame_size, eh_frame.end - eh_frame.start);
+	for (size_t i = 0; i < mod->n_funcs; i++) {
+		const struct func *f = &mod->funcs[i];
+		size_t lo = 0, hi = n_fdes;
+
+		if (!(f->flags & FUNC_FROM_FDE)) {
+			ck_assert_msg(f->fde_off == FUNC_NO_FDE,
+				      "%s: 0x%" PRIx64 " has an FDE offset but no FDE", file,
+				      f->start - mod->bias);
+			continue;
+		}
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+
+			if (offs[mid] < f->fde_off)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		ck_assert_msg(lo < n_fdes && offs[lo] == f->fde_off,
+			      "%s: 0x%" PRIx64 ": no FDE at offset 0x%" PRIx64, file,
+			      f->start - mod->bias, f->fde_off);
+		ck_assert_msg(fdes[lo].start + mod->bias == f->start,
+			      "%s: 0x%" PRIx64 ": the FDE at 0x%" PRIx64 " starts at 0x%" PRIx64,
+			      file, f->start - mod->bias, f->fde_off, fdes[lo].start);
+		with_fde++;
+	}
+	ck_assert_uint_gt(with_fde, 0);
 	free(fdes);
+	free(offs);
 }
 
 static const struct module *module_at(const struct module_set *set, uint64_t addr)
@@ -681,6 +735,14 @@ START_TEST(test_self)
 	check_symbols(mod, &syms);
 	esyms_free(&syms);
 	check_fdes(mod, exe);
+
+	/* The .eh_frame kept is the one the loader mapped; an entry point without CFI has no FDE.
+	 */
+	ck_assert_mem_eq(mod->eh_frame, (const void *)(uintptr_t)mod->eh_frame_addr,
+			 mod->eh_frame_size);
+	ck_assert_uint_ne(module_find_func_by_name(mod, "test_funcs_asm_global")->fde_off,
+			  FUNC_NO_FDE);
+	ck_assert_uint_eq(module_find_func_by_name(mod, "test_funcs_inner")->fde_off, FUNC_NO_FDE);
 
 	/* Outside every function. */
 	ck_assert_ptr_null(module_find_func(mod, 0));

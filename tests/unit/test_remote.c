@@ -47,6 +47,7 @@
 #include "process.h"
 #include "ptrace.h"
 #include "region.h"
+#include "call.h"
 #include "syscall.h"
 #include "util.h"
 
@@ -81,6 +82,13 @@ void test_remote_spin(volatile uint64_t *progress, volatile int *stop, uint64_t 
 extern const char test_remote_spin_end[];
 /* Returns 1 unless the test patched it (mov $1,%eax; ret; int3 padding). */
 int test_remote_patch_me(void);
+/*
+ * Called remotely: a + 2b + 3c + 4d + 5e + 6f, or -1 when the stack is not
+ * aligned as the ABI promises at a function's entry (rsp + 8 a multiple of 16).
+ */
+long test_remote_callee(long a, long b, long c, long d, long e, long f);
+/* An int3 for remote calls to return to. */
+extern const char test_remote_trap[];
 
 __asm__(".pushsection .text\n"
 	".globl test_remote_spin\n"
@@ -150,6 +158,27 @@ __asm__(".pushsection .text\n"
 	"	ret\n"
 	"	.fill 26, 1, 0xcc\n"
 	".size test_remote_patch_me, .-test_remote_patch_me\n"
+	".globl test_remote_callee\n"
+	".type test_remote_callee, @function\n"
+	"test_remote_callee:\n"
+	"	lea 8(%rsp), %rax\n"
+	"	test $15, %al\n"
+	"	jnz 1f\n"
+	"	lea (%rdi,%rsi,2), %rax\n"
+	"	lea (%rdx,%rdx,2), %rdx\n"
+	"	add %rdx, %rax\n"
+	"	lea (%rax,%rcx,4), %rax\n"
+	"	lea (%r8,%r8,4), %r8\n"
+	"	add %r8, %rax\n"
+	"	imul $6, %r9, %r9\n"
+	"	add %r9, %rax\n"
+	"	ret\n"
+	"1:	mov $-1, %rax\n"
+	"	ret\n"
+	".size test_remote_callee, .-test_remote_callee\n"
+	".globl test_remote_trap\n"
+	"test_remote_trap:\n"
+	"	int3\n"
 	".popsection\n");
 
 static uint64_t rol64(uint64_t x, unsigned n)
@@ -784,6 +813,26 @@ static void remote_smoke(struct inj_thread *t, bool batch)
 	m = maps_of(p->pid);
 	ck_assert_ptr_null(maps_find(m, (uint64_t)addr));
 	maps_free(m);
+
+	/*
+	 * A remote call, and one that faults: both give the thread back intact.
+	 * Only where the child still runs our image (not after its exec).
+	 */
+	uint64_t ret = 0;
+	unsigned char code[16];
+	if (inj_mem_read(p, (uint64_t)(uintptr_t)test_remote_callee, code, sizeof(code)) < 0 ||
+	    memcmp(code, (const void *)(uintptr_t)test_remote_callee, sizeof(code)) != 0)
+		goto no_call;
+	ck_assert_int_eq(inj_call(t, (uint64_t)(uintptr_t)test_remote_callee,
+				  (uint64_t)(uintptr_t)test_remote_trap, &ret, 1, 10, 100, 1000,
+				  10000, 100000),
+			 0);
+	ck_assert_int_eq((long)ret, 1 + 20 + 300 + 4000 + 50000 + 600000);
+	ck_assert_int_eq(
+	    inj_call(t, 8, (uint64_t)(uintptr_t)test_remote_trap, &ret, 0, 0, 0, 0, 0, 0), -EFAULT);
+	ck_assert_int_eq(inj_syscall(t, SYS_gettid, &res, 0), 0);
+	ck_assert_int_eq(res, t->tid);
+no_call:
 	if (batch)
 		ck_assert_int_eq(inj_thread_cure(t), 0);
 	sig_after = sigstate_of(p->pid, t->tid);
