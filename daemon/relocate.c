@@ -9,16 +9,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include <Zydis/Zydis.h>
+
+#include "call.h"
 #include "copier.h"
+#include "ehframe.h"
 #include "funcs.h"
 #include "log.h"
 #include "mem.h"
 #include "patch.h"
 #include "procfs.h"
+#include "region.h"
+#include "stack.h"
 #include "relocate.h"
 #include "supervisor.h"
+#include "syscall.h"
 #include "target.h"
 #include "util.h"
 
@@ -39,7 +48,38 @@ struct text_buf {
 	uint8_t *bytes;
 };
 
+/*
+ * Unwind information for the copies, registered with the target's own
+ * unwinder (libgcc_s: __register_frame_info) so that C++ exceptions,
+ * pthread_cancel and backtrace() unwind through copies as through the
+ * originals. Layout in the code area, after the copies:
+ *
+ *   [copies][int3 x 16: return address of our remote calls][.eh_frame]...[data page]
+ *
+ * The data page, the last page of the region, is the only writable one
+ * (never executable): libgcc keeps its struct object for the copies there.
+ */
+struct unwind_reg {
+	bool wanted; /* the process maps libgcc_s: copies need unwind info */
+	const struct module *libgcc, *libc;
+	uint64_t register_fn;	/* __register_frame_info(begin, object) */
+	uint64_t deregister_fn; /* __deregister_frame_info(begin) */
+	uint64_t object_mutex;	/* libgcc's object_mutex (a pthread_mutex_t), 0 if not found */
+	uint64_t *unsafe;	/* sorted starts of libc's allocator functions */
+	size_t n_unsafe;
+	uint64_t trap;	   /* an int3 in the region */
+	uint64_t eh_frame; /* the registered .eh_frame */
+	size_t eh_frame_size;
+	uint64_t object; /* libgcc's struct object, in the data page */
+	bool registered;
+};
+
+/* Bytes libgcc's struct object needs at most (gcc 12: 7 words); the rest of the page is spare. */
+#define UNWIND_OBJECT_BYTES 256
+#define UNWIND_TRAP_BYTES 16
+
 struct relocation {
+	unsigned refs;
 	struct module_set *set;
 	struct reloc_func *funcs;
 	size_t n;
@@ -47,7 +87,7 @@ struct relocation {
 	struct text_buf *texts;
 	size_t n_texts;
 	struct relocate_stats stats;
-	char perf_map[64];
+	struct unwind_reg unwind;
 };
 
 static void count_refusal(struct relocation *rel, const char *reason)
@@ -67,16 +107,15 @@ static void count_refusal(struct relocation *rel, const char *reason)
 	s->refused[s->n_refused++] = (struct relocate_refusal){reason, 1};
 }
 
-void relocate_forget_perf_map(struct relocation *rel)
+struct relocation *relocation_ref(struct relocation *rel)
 {
-	if (rel->perf_map[0])
-		unlink(rel->perf_map);
-	rel->perf_map[0] = 0;
+	rel->refs++;
+	return rel;
 }
 
 void relocation_free(struct relocation *rel)
 {
-	if (!rel)
+	if (!rel || --rel->refs > 0)
 		return;
 	for (size_t i = 0; i < rel->n; i++)
 		copier_result_free(rel->funcs[i].res);
@@ -85,8 +124,14 @@ void relocation_free(struct relocation *rel)
 	free(rel->texts);
 	free(rel->funcs);
 	free(rel->stats.refused);
+	free(rel->unwind.unsafe);
 	module_set_free(rel->set);
 	free(rel);
+}
+
+void relocate_give_up(struct relocation *rel, const char *why)
+{
+	rel->stats.blocked = why;
 }
 
 const struct relocate_stats *relocate_stats(const struct relocation *rel)
@@ -108,20 +153,119 @@ static int add_candidate(struct relocation *rel, const struct module *mod, const
 	return 0;
 }
 
-/* An unwinder in the process could walk through copies, which have no unwind information yet. */
-static const char *unwinder_of(const struct module_set *set)
+/* The module whose file name starts with prefix ("libc.so"), or NULL. */
+static const struct module *module_named(const struct module_set *set, const char *prefix)
 {
-	static const char *const unwinders[] = {"libgcc_s.so", "libstdc++.so", "libunwind.so",
-						"libc++abi.so"};
-
 	for (size_t i = 0; i < set->n; i++) {
 		const char *base = strrchr(set->v[i]->path, '/');
 		base = base ? base + 1 : set->v[i]->path;
-		for (size_t k = 0; k < ARRAY_SIZE(unwinders); k++)
-			if (strncmp(base, unwinders[k], strlen(unwinders[k])) == 0)
-				return unwinders[k];
+		if (strncmp(base, prefix, strlen(prefix)) == 0)
+			return set->v[i];
 	}
 	return NULL;
+}
+
+/*
+ * libc's functions that take the allocator's locks. A thread inside one may
+ * hold a lock that libgcc's registration or deregistration needs (it frees
+ * its sorted FDE arrays; newer libgcc also allocates): no remote call into
+ * the unwinder then.
+ */
+static const char *const allocator_funcs[] = {
+    "malloc",	      "free",	       "calloc",    "realloc", "reallocarray", "memalign",
+    "posix_memalign", "aligned_alloc", "valloc",    "pvalloc", "malloc_trim",  "malloc_stats",
+    "malloc_info",    "mallinfo",      "mallinfo2", "mallopt", "fork",	       "_Fork",
+};
+
+/*
+ * libgcc's object_mutex, the lock of its registered objects: the address the
+ * registration loads into %rdi just before its first call, which is to
+ * pthread_mutex_lock (gcc 12: `lea object_mutex(%rip),%rdi; call
+ * pthread_mutex_lock@plt` in __register_frame_info_bases). 0 if the code
+ * does not have that shape.
+ */
+static uint64_t find_object_mutex(struct target *tg, const struct module *libgcc)
+{
+	const struct func *fn = module_find_func_by_name(libgcc, "__register_frame_info_bases");
+	ZydisDecoder dec;
+	uint8_t code[256];
+	uint64_t rdi = 0;
+	size_t len, off = 0;
+
+	if (!fn)
+		return 0;
+	len = fn->end - fn->start < sizeof(code) ? fn->end - fn->start : sizeof(code);
+	if (inj_mem_read(tg->proc, fn->start, code, len) < 0 ||
+	    !ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+		return 0;
+	while (off < len) {
+		ZydisDecodedInstruction insn;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+		if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, code + off, len - off, &insn, ops)))
+			return 0;
+		if (insn.mnemonic == ZYDIS_MNEMONIC_LEA && ops[0].reg.value == ZYDIS_REGISTER_RDI &&
+		    ops[1].mem.base == ZYDIS_REGISTER_RIP)
+			rdi = fn->start + off + insn.length + (uint64_t)ops[1].mem.disp.value;
+		if (insn.mnemonic == ZYDIS_MNEMONIC_CALL)
+			return rdi;
+		off += insn.length;
+	}
+	return 0;
+}
+
+/*
+ * Which unwinder the process can unwind with, and whether optd can give it
+ * unwind information for copies. libgcc_s can (registered objects); the
+ * others (LLVM's libunwind, nongnu libunwind, libc++abi) are not handled:
+ * then nothing is relocated and *ret_blocked says why.
+ */
+static int unwind_setup(struct target *tg, struct relocation *rel, const char **ret_blocked)
+{
+	static const char *const others[] = {"libunwind.so", "libc++abi.so"};
+	struct unwind_reg *u = &rel->unwind;
+	const struct func *reg, *dereg;
+
+	*ret_blocked = NULL;
+	for (size_t k = 0; k < ARRAY_SIZE(others); k++) {
+		if (module_named(rel->set, others[k])) {
+			*ret_blocked = "the process maps an unwinder other than libgcc_s, which "
+				       "optd cannot give unwind information for copies";
+			return 0;
+		}
+	}
+	u->libgcc = module_named(rel->set, "libgcc_s.so");
+	if (!u->libgcc) {
+		if (module_named(rel->set, "libstdc++.so"))
+			*ret_blocked = "the process maps libstdc++ without libgcc_s";
+		return 0;
+	}
+	reg = module_find_func_by_name(u->libgcc, "__register_frame_info");
+	dereg = module_find_func_by_name(u->libgcc, "__deregister_frame_info");
+	if (!reg || !dereg) {
+		*ret_blocked = "libgcc_s has no __register_frame_info";
+		return 0;
+	}
+	u->register_fn = reg->start;
+	u->deregister_fn = dereg->start;
+	u->object_mutex = find_object_mutex(tg, u->libgcc);
+	if (!u->object_mutex)
+		log_debug("%d: libgcc's object_mutex not found: no thread may be in libgcc_s",
+			  tg->pid);
+	u->libc = module_named(rel->set, "libc.so");
+	if (u->libc) {
+		u->unsafe = calloc(ARRAY_SIZE(allocator_funcs), sizeof(*u->unsafe));
+		if (!u->unsafe)
+			return -ENOMEM;
+		for (size_t k = 0; k < ARRAY_SIZE(allocator_funcs); k++) {
+			const struct func *fn =
+			    module_find_func_by_name(u->libc, allocator_funcs[k]);
+			if (fn)
+				u->unsafe[u->n_unsafe++] = fn->start;
+		}
+	}
+	u->wanted = true;
+	return 0;
 }
 
 /* Reads every text range of mod that holds a candidate, once. */
@@ -228,6 +372,32 @@ static int choose_hot(struct relocation *rel, const uint64_t *ips, size_t n)
 static int plan(struct target *tg, const uint64_t *ips, size_t n_ips, struct relocation **ret,
 		uint64_t *ret_bytes);
 
+/* The length field of the CIE or FDE at off in mod's .eh_frame, 0 if none. */
+static size_t cfi_entry_len(const struct module *mod, uint64_t off)
+{
+	uint32_t len;
+
+	if (off == FUNC_NO_FDE || off + 4 > mod->eh_frame_size)
+		return 0;
+	memcpy(&len, mod->eh_frame + off, 4);
+	return len == 0xffffffffu ? 0 : len;
+}
+
+/*
+ * Room the unwind information of the candidates can take: an FDE for a copy
+ * has absolute 8-byte pointers and re-encoded advances (at most twice the
+ * original's program), one CIE per module is bounded generously, plus the
+ * trap and the data page.
+ */
+static uint64_t unwind_bytes(const struct relocation *rel)
+{
+	uint64_t bytes = UNWIND_TRAP_BYTES + 4096 + 4096;
+
+	for (size_t i = 0; i < rel->n; i++)
+		bytes += 2 * cfi_entry_len(rel->funcs[i].mod, rel->funcs[i].fn->fde_off) + 64;
+	return bytes + rel->set->n * 4096;
+}
+
 int relocate_plan(struct target *tg, struct relocation **ret, uint64_t *ret_bytes)
 {
 	return plan(tg, NULL, 0, ret, ret_bytes);
@@ -259,11 +429,14 @@ static int plan(struct target *tg, const uint64_t *ips, size_t n_ips, struct rel
 	if (procfs_read_stat(tg->pid, &ps) == 0)
 		main_mod = module_set_find(rel->set, ps.start_code);
 
-	const char *unwinder = unwinder_of(rel->set);
-	if (unwinder) {
-		rel->stats.blocked = "the process can unwind through relocated frames (it maps an "
-				     "unwinder) and copies have no unwind information yet";
-		log_debug("%d maps %s: relocating nothing", tg->pid, unwinder);
+	rel->refs = 1;
+	const char *blocked = NULL;
+	r = unwind_setup(tg, rel, &blocked);
+	if (r < 0)
+		goto fail;
+	if (blocked) {
+		rel->stats.blocked = blocked;
+		log_debug("%d: relocating nothing: %s", tg->pid, blocked);
 		*ret = rel;
 		*ret_bytes = 0;
 		return 0;
@@ -310,7 +483,10 @@ static int plan(struct target *tg, const uint64_t *ips, size_t n_ips, struct rel
 	for (size_t i = 0; i < rel->n; i++)
 		bytes += ALIGN_UP(rel->funcs[i].fn->end - rel->funcs[i].fn->start, COPY_ALIGN);
 	/* Widened branches and expansions grow copies; a quarter more is ample in practice. */
-	*ret_bytes = bytes ? ALIGN_UP(bytes + bytes / 4 + 65536, 4096) : 0;
+	bytes = bytes ? bytes + bytes / 4 + 65536 : 0;
+	if (bytes && rel->unwind.wanted)
+		bytes += unwind_bytes(rel);
+	*ret_bytes = bytes ? ALIGN_UP(bytes, 4096) : 0;
 	*ret = rel;
 	return 0;
 
@@ -367,15 +543,257 @@ static uint64_t redirect_to_copy(void *ctx, uint64_t target)
 	return 0;
 }
 
+/* Drops a planned copy: its bytes in buf become int3 again and its entry is never patched. */
+static void drop_copy(struct relocation *rel, struct reloc_func *f, uint8_t *buf, uint64_t base,
+		      const char *reason)
+{
+	count_refusal(rel, reason);
+	if (buf)
+		memset(buf + (f->dest - base), 0xcc, f->size);
+	copier_result_free(f->res);
+	f->res = NULL;
+	f->dest = 0;
+}
+
+static bool sorted_has(const uint64_t *v, size_t n, uint64_t x)
+{
+	return any_in(v, n, x, x + 1);
+}
+
+int relocate_unwinder_busy(struct target *tg, struct relocation *rel, bool unwinding_too,
+			   inj_stack_translate_fn *tr, void *tr_opaque, bool *ret_busy)
+{
+	enum { MAX_FRAMES = 1024 };
+	struct unwind_reg *u = &rel->unwind;
+	_cleanup_free_ struct inj_frame *frames = NULL;
+	struct inj_unwinder *uw = NULL;
+	int r;
+
+	*ret_busy = false;
+	if (!u->wanted)
+		return 0;
+	frames = malloc(MAX_FRAMES * sizeof(*frames));
+	if (!frames)
+		return -ENOMEM;
+	if (u->object_mutex) {
+		/* pthread_mutex_t: int __lock, unsigned __count, int __owner. */
+		int32_t m[3];
+		r = inj_mem_read(tg->proc, u->object_mutex, m, sizeof(m));
+		if (r < 0)
+			return r;
+		if (m[0]) {
+			log_debug("%d: libgcc's object_mutex is held by thread %d", tg->pid, m[2]);
+			*ret_busy = true;
+			return 0;
+		}
+	}
+	r = inj_unwinder_new(tg->proc, &uw);
+	if (r < 0)
+		return r;
+	if (tr)
+		r = inj_unwinder_set_translate(uw, tr, tr_opaque);
+	for (size_t i = 0; r == 0 && i < tg->proc->nthreads && !*ret_busy; i++) {
+		struct inj_thread *t = tg->proc->threads[i];
+		enum inj_stack_end end;
+		size_t n = 0;
+
+		if (t->zombie)
+			continue;
+		if (inj_stack_walk(uw, t, frames, MAX_FRAMES, &n, &end) < 0 ||
+		    end != INJ_STACK_END_OUTERMOST) {
+			log_debug("thread %d of %d: stack walk ended %s after %zu frames", t->tid,
+				  tg->pid, inj_stack_end_name(end), n);
+			*ret_busy = true;
+		}
+		for (size_t k = 0; k < n && !*ret_busy; k++) {
+			uint64_t ip = frames[k].ip - (k > 0 && !frames[k - 1].signal_frame);
+			uint64_t orig = relocate_copy_to_orig(rel, ip);
+			const struct func *fn;
+
+			if (orig)
+				ip = orig; /* a copy of a libgcc or allocator function counts too */
+
+			if ((unwinding_too || !u->object_mutex) &&
+			    module_set_find(rel->set, ip) == u->libgcc) {
+				log_debug("thread %d of %d is in libgcc_s (%#" PRIx64 ")", t->tid,
+					  tg->pid, ip);
+				*ret_busy = true;
+			} else if (u->libc && module_set_find(rel->set, ip) == u->libc &&
+				   (fn = module_find_func(u->libc, ip)) &&
+				   sorted_has(u->unsafe, u->n_unsafe, fn->start)) {
+				log_debug("thread %d of %d is in the allocator (%s)", t->tid,
+					  tg->pid, fn->name ? fn->name : "?");
+				*ret_busy = true;
+			}
+		}
+	}
+	inj_unwinder_free(uw);
+	return r;
+}
+
+/*
+ * Builds the .eh_frame of the copies into buf after the copies (at
+ * ALIGN_UP(*used, 16): the trap, then the section), refusing the copies
+ * whose unwind information cannot be carried over. *used grows by what was
+ * added. limit: where the data page starts, from base.
+ */
+static int unwind_build(struct relocation *rel, uint8_t *buf, uint64_t base, uint64_t *used,
+			uint64_t limit)
+{
+	struct unwind_reg *u = &rel->unwind;
+	_cleanup_free_ struct ehframe_src *srcs = calloc(rel->set->n, sizeof(*srcs));
+	struct ehframe_builder *b = NULL;
+	uint64_t at = ALIGN_UP(*used, COPY_ALIGN), eh;
+	size_t size;
+	int r;
+
+	if (!srcs)
+		return -ENOMEM;
+	for (size_t i = 0; i < rel->set->n; i++)
+		srcs[i] =
+		    (struct ehframe_src){rel->set->v[i]->eh_frame, rel->set->v[i]->eh_frame_size,
+					 rel->set->v[i]->eh_frame_addr};
+	r = ehframe_builder_new(&b);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < rel->n; i++) {
+		struct reloc_func *f = &rel->funcs[i];
+		enum ehframe_reason why = EHFRAME_OK;
+		size_t m;
+
+		if (!f->res || f->fn->fde_off == FUNC_NO_FDE)
+			continue; /* no FDE: the original cannot be unwound through either */
+		for (m = 0; m < rel->set->n && rel->set->v[m] != f->mod; m++)
+			;
+		r = ehframe_add(b, &srcs[m], f->fn->fde_off, f->res, &why);
+		if (r == -ENOTSUP) {
+			drop_copy(rel, f, buf, base, ehframe_reason_to_string(why));
+			continue;
+		}
+		if (r < 0)
+			goto out;
+	}
+	u->trap = base + at;
+	eh = at + UNWIND_TRAP_BYTES;
+	size = ehframe_size(b);
+	if (eh + size > limit) {
+		r = -ENOSPC;
+		goto out;
+	}
+	r = ehframe_emit(b, buf + eh, size);
+	if (r < 0)
+		goto out;
+	u->eh_frame = base + eh;
+	u->eh_frame_size = size;
+	*used = eh + size;
+out:
+	ehframe_builder_free(b);
+	return r;
+}
+
+/*
+ * Registers the copies' .eh_frame with the target's libgcc: the data page
+ * becomes read-write (never executable), libgcc's object is zeroed there,
+ * and a thread calls __register_frame_info. The caller made sure no thread
+ * can hold a lock the call takes. 0, -ESRCH, -errno.
+ */
+static int unwind_register(struct target *tg, struct relocation *rel)
+{
+	struct unwind_reg *u = &rel->unwind;
+	struct inj_region *reg = tg->region;
+	struct inj_thread *t = inj_process_pick_thread(tg->proc);
+	uint8_t zero[UNWIND_OBJECT_BYTES] = {0};
+	uint64_t page = reg->base + reg->size - 4096, ret = 0;
+	long res = 0;
+	int r;
+
+	if (!t)
+		return -ESRCH;
+	r = inj_syscall(t, SYS_mprotect, &res, (long)page, 4096L, PROT_READ | PROT_WRITE);
+	if (r < 0)
+		return r;
+	if (res < 0)
+		return (int)res;
+	u->object = page;
+	r = inj_mem_write(tg->proc, u->object, zero, sizeof(zero), NULL);
+	if (r < 0)
+		return r;
+	r = inj_call(t, u->register_fn, u->trap, &ret, u->eh_frame, u->object, 0, 0, 0, 0);
+	if (r < 0)
+		return r;
+	u->registered = true;
+	reg->hdr.unwind_offset = u->eh_frame - reg->base;
+	reg->hdr.unwind_size = u->eh_frame_size;
+	reg->hdr.data_offset = page - reg->base;
+	log_debug("%d: .eh_frame of the copies at %#" PRIx64 " (%zu bytes) registered", tg->pid,
+		  u->eh_frame, u->eh_frame_size);
+	return 0;
+}
+
+int relocate_unregister(struct target *tg, struct relocation *rel, inj_stack_translate_fn *tr,
+			void *tr_opaque)
+{
+	struct unwind_reg *u = &rel->unwind;
+	struct inj_thread *t;
+	uint64_t ret = 0;
+	bool busy;
+	int r;
+
+	uint64_t ob[4];
+
+	if (!u->registered)
+		return 0;
+	/*
+	 * A fork child that was created before the registration shares the
+	 * record but not the registration: libgcc would abort on an unknown
+	 * object. The object optd zeroed is filled in once registered.
+	 */
+	r = inj_mem_read(tg->proc, u->object, ob, sizeof(ob));
+	if (r < 0)
+		return r;
+	if (!ob[0] && !ob[1] && !ob[2] && !ob[3])
+		return 0;
+	r = relocate_unwinder_busy(tg, rel, true, tr, tr_opaque, &busy);
+	if (r < 0)
+		return r;
+	if (busy)
+		return -EBUSY;
+	t = inj_process_pick_thread(tg->proc);
+	if (!t)
+		return -ESRCH;
+	r = inj_call(t, u->deregister_fn, u->trap, &ret, u->eh_frame, 0, 0, 0, 0, 0);
+	if (r < 0)
+		return r;
+	if (ret != u->object) {
+		log_warn("%d: libgcc did not know optd's unwind information (%#" PRIx64 ")",
+			 tg->pid, ret);
+		return -ENOENT;
+	}
+	return 0;
+}
+
 int relocate_apply(struct target *tg, struct relocation *rel)
 {
 	struct inj_region *reg = tg->region;
 	uint64_t base = reg->base + reg->hdr.code_offset, cap = reg->hdr.code_size, used = 0;
+	uint64_t limit = cap, reserve = 0;
 	_cleanup_free_ uint8_t *buf = NULL;
 	int r;
 
 	if (!rel->n)
 		return 0;
+	if (rel->unwind.wanted) {
+		bool busy;
+		r = relocate_unwinder_busy(tg, rel, false, NULL, NULL, &busy);
+		if (r < 0)
+			return r;
+		if (busy)
+			return -EBUSY;
+		/* The unwind information and the data page come after the copies. */
+		reserve = unwind_bytes(rel);
+		limit = cap - 4096;
+		cap = cap > reserve ? cap - reserve : 0;
+	}
 	qsort(rel->funcs, rel->n, sizeof(rel->funcs[0]), cmp_orig);
 
 	/* Pass 1: where each copy goes, and which are refused. */
@@ -413,10 +831,10 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		return 0;
 
 	/* Pass 2: emit with calls between copies going straight to the copies. */
-	buf = malloc(used);
+	buf = malloc(used + reserve);
 	if (!buf)
 		return -ENOMEM;
-	memset(buf, 0xcc, used);
+	memset(buf, 0xcc, used + reserve);
 	for (size_t i = 0; i < rel->n; i++) {
 		struct reloc_func *f = &rel->funcs[i];
 		struct copier_refusal why = {0};
@@ -433,19 +851,45 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		if (!f->dest)
 			continue;
 		r = copier_copy(&in, buf + (f->dest - base), &f->res, &why);
-		if (r < 0 || f->res->size != f->size) {
-			count_refusal(rel, r == -ENOTSUP ? copier_reason_to_string(why.reason)
-							 : "layout_changed");
-			memset(buf + (f->dest - base), 0xcc, f->size);
-			copier_result_free(f->res);
-			f->res = NULL;
-			f->dest = 0;
+		if (r < 0 || f->res->size != f->size)
+			drop_copy(rel, f, buf, base,
+				  r == -ENOTSUP ? copier_reason_to_string(why.reason)
+						: "layout_changed");
+	}
+	bool unwind = rel->unwind.wanted;
+	if (unwind) {
+		r = unwind_build(rel, buf, base, &used, limit);
+		if (r == -ENOSPC) {
+			log_warn("%d: no room for the copies' unwind information in the region",
+				 tg->pid);
+			unwind = false;
+		} else if (r < 0) {
+			return r;
 		}
 	}
 	/* The region is r-x: /proc/PID/mem writes through that, with every thread stopped. */
 	r = inj_mem_write(tg->proc, base, buf, used, NULL);
 	if (r < 0)
 		return r;
+	if (rel->unwind.wanted) {
+		/* Unwind information first: once patched, copies may be unwound through. */
+		const char *why = "no_room_for_unwind_info";
+		if (unwind) {
+			r = unwind_register(tg, rel);
+			if (r == -ESRCH)
+				return r;
+			why = "unwind_registration_failed";
+			if (r < 0)
+				log_warn("%d: cannot register the copies' unwind information: %s",
+					 tg->pid, strerror(-r));
+		}
+		if (!rel->unwind.registered) {
+			for (size_t i = 0; i < rel->n; i++)
+				if (rel->funcs[i].res)
+					drop_copy(rel, &rel->funcs[i], NULL, base, why);
+			return 0;
+		}
+	}
 
 	/*
 	 * A branch from anywhere (another function, a cold part) into the
@@ -479,14 +923,12 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		off = f->res->entry_patch_off;
 		if (any_in(targets, n_targets, f->fn->start + off + 1,
 			   f->fn->start + off + INJ_PATCH_LEN)) {
-			count_refusal(rel, "branch_into_entry_patch");
-			f->res = (copier_result_free(f->res), NULL);
+			drop_copy(rel, f, NULL, base, "branch_into_entry_patch");
 			continue;
 		}
 		if (inj_patch_prepare(f->fn->start + off, f->dest + off, f->code + off, &f->patch) <
 		    0) {
-			count_refusal(rel, "out_of_reach");
-			f->res = (copier_result_free(f->res), NULL);
+			drop_copy(rel, f, NULL, base, "out_of_reach");
 			continue;
 		}
 		todo[ntodo] = f;
@@ -499,16 +941,15 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		struct reloc_func *f = todo[k];
 
 		if (busy[k]) {
-			count_refusal(rel, "thread_in_entry");
-			f->res = (copier_result_free(f->res), NULL);
+			drop_copy(rel, f, NULL, base, "thread_in_entry");
 			continue;
 		}
 		r = inj_patch_apply(tg->proc, &f->patch, 1);
 		if (r == -ESRCH)
 			return r;
 		if (r < 0) {
-			count_refusal(rel, r == -ESTALE ? "changed_under_us" : "patch_failed");
-			f->res = (copier_result_free(f->res), NULL);
+			drop_copy(rel, f, NULL, base,
+				  r == -ESTALE ? "changed_under_us" : "patch_failed");
 			continue;
 		}
 		rel->stats.relocated++;
@@ -527,10 +968,12 @@ int relocate_undo(struct target *tg, struct relocation *rel)
 	int first = 0;
 
 	for (size_t i = 0; i < rel->n; i++) {
+		/* A copy: the record stays "applied" for fork children that inherited the patch. */
+		struct inj_patch p = rel->funcs[i].patch;
 		int r;
-		if (!rel->funcs[i].patch.applied)
+		if (!p.applied)
 			continue;
-		r = inj_patch_undo(tg->proc, &rel->funcs[i].patch, 1);
+		r = inj_patch_undo(tg->proc, &p, 1);
 		if (r == -ESRCH)
 			return r;
 		if (r < 0 && !first)
@@ -551,18 +994,15 @@ uint64_t relocate_copy_to_orig(const struct relocation *rel, uint64_t ip)
 	return 0;
 }
 
-int relocate_write_perf_map(struct relocation *rel, pid_t pid)
+int relocate_write_perf_map(const struct relocation *rel, const char *path)
 {
 	_cleanup_fclose_ FILE *f = NULL;
 
 	if (!rel->stats.relocated)
 		return 0;
-	snprintf(rel->perf_map, sizeof(rel->perf_map), "/tmp/perf-%d.map", pid);
-	f = fopen(rel->perf_map, "we");
-	if (!f) {
-		rel->perf_map[0] = 0;
+	f = fopen(path, "we");
+	if (!f)
 		return negerrno();
-	}
 	for (size_t i = 0; i < rel->n; i++) {
 		const struct reloc_func *fr = &rel->funcs[i];
 		const char *base;

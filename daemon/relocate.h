@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stack.h"
+
 struct target;
 struct relocation;
 
@@ -20,6 +22,10 @@ enum relocate_mode {
 /* hot: the share of samples the chosen functions must cover, and a cap. */
 #define RELOCATE_HOT_COVERAGE 0.95
 #define RELOCATE_HOT_MAX_FUNCS 4096
+
+/* relocate_apply() put off because a thread was in the unwinder: how often, how long apart. */
+#define RELOCATE_RETRIES 100
+#define RELOCATE_RETRY_MS 10
 
 /* Refusal counters, by reason name (copier reasons plus optd's own). */
 struct relocate_refusal {
@@ -57,10 +63,45 @@ int relocate_plan_hot(struct target *tg, const uint64_t *ips, size_t n, struct r
 /*
  * Copies the planned functions into tg's region, writes the code, and
  * patches their entries, refusing (and counting) whatever cannot be done
- * safely. The world must be stopped. 0 or -ESRCH; other failures refuse
+ * safely. In a process that maps libgcc_s the copies' unwind information is
+ * registered with it first (__register_frame_info, called by a target
+ * thread once no thread is inside libgcc or the allocator); a copy whose
+ * unwind information cannot be carried over is refused, and if the
+ * registration cannot be done nothing is patched. The world must be
+ * stopped. 0 or -ESRCH; -EBUSY, having changed nothing, when a thread may
+ * hold a lock that the registration takes (in libgcc_s or libc's
+ * allocator): try again after letting the world run. Other failures refuse
  * functions rather than fail.
  */
 int relocate_apply(struct target *tg, struct relocation *rel);
+
+/*
+ * *ret_busy: some thread may hold a lock that a remote call into libgcc
+ * would wait for: libgcc's object_mutex is locked (or, where optd cannot
+ * find it, a thread has a frame in libgcc_s), a thread has a frame in one
+ * of libc's allocator functions, or a stack could not be walked to its end.
+ * With unwinding_too (at detach), also any frame in libgcc_s: an unwind in
+ * progress holds addresses of copies in its context (the landing pad it
+ * will jump to), which no stack walk can rewrite. Always false in a process
+ * whose copies need no registration. The world must be stopped; tr
+ * translates copies for the stack walks. 0, -ESRCH, -errno.
+ */
+int relocate_unwinder_busy(struct target *tg, struct relocation *rel, bool unwinding_too,
+			   inj_stack_translate_fn *tr, void *tr_opaque, bool *ret_busy);
+
+/* Records that relocation was given up for the whole process, and why (functions.blocked). */
+void relocate_give_up(struct relocation *rel, const char *why);
+
+/*
+ * Withdraws the copies' unwind information from the target's unwinder
+ * (world stopped, after relocate_undo() and after every return address into
+ * a copy was rewritten; tr translates copy addresses for the stack walks).
+ * 0 when nothing is registered any more; -EBUSY when a thread may hold the
+ * unwinder's or the allocator's lock; -ESRCH, -errno. Until it succeeds the
+ * region must stay mapped.
+ */
+int relocate_unregister(struct target *tg, struct relocation *rel, inj_stack_translate_fn *tr,
+			void *tr_opaque);
 
 /* Restores every entry patch (world stopped). 0, -ESRCH, -errno. */
 int relocate_undo(struct target *tg, struct relocation *rel);
@@ -70,11 +111,16 @@ uint64_t relocate_copy_to_orig(const struct relocation *rel, uint64_t ip);
 
 const struct relocate_stats *relocate_stats(const struct relocation *rel);
 /*
- * Writes /tmp/perf-PID.map naming the copies (the perf map convention of
- * JITs). It outlives a process that exits, so `perf report` can name the
- * copies afterwards; relocate_forget_perf_map() removes it at detach.
+ * Writes a perf map (path: /tmp/perf-PID.map, the convention of JITs) naming
+ * the copies. It outlives a process that exits, so `perf report` can name
+ * the copies afterwards; the caller removes it at detach.
  */
-int relocate_write_perf_map(struct relocation *rel, pid_t pid);
-/* Removes the perf map (at detach: the copies are no longer used). */
-void relocate_forget_perf_map(struct relocation *rel);
+int relocate_write_perf_map(const struct relocation *rel, const char *path);
+/*
+ * Another reference: a fork child shares its parent's relocation (same
+ * addresses, same patches, same registration, in its own copy of the
+ * address space). Undo and unregister never change the shared record.
+ */
+struct relocation *relocation_ref(struct relocation *rel);
+/* Drops a reference; the last one frees. */
 void relocation_free(struct relocation *rel);

@@ -43,6 +43,7 @@
 
 static void target_start_profile(struct target *tg);
 static void target_stop_profile(struct target *tg);
+static void target_retry_relocate(struct target *tg);
 static void target_exited(struct target *tg, int status);
 static void target_exec(struct target *tg, struct inj_thread *t);
 
@@ -180,6 +181,27 @@ static void target_note_threads(struct target *tg)
 		tg->sv->max_threads_seen = tg->proc->nthreads;
 }
 
+/* Names the copies for perf in /tmp/perf-PID.map; removed at detach. */
+static void target_write_perf_map(struct target *tg)
+{
+	char path[sizeof(tg->perf_map)];
+	int r;
+
+	snprintf(path, sizeof(path), "/tmp/perf-%d.map", tg->pid);
+	r = relocate_write_perf_map(tg->rel, path);
+	if (r < 0)
+		log_warn("cannot write %s: %s", path, strerror(-r));
+	else if (relocate_stats(tg->rel)->relocated)
+		memcpy(tg->perf_map, path, sizeof(path));
+}
+
+static void target_forget_perf_map(struct target *tg)
+{
+	if (tg->perf_map[0])
+		unlink(tg->perf_map);
+	tg->perf_map[0] = 0;
+}
+
 /*
  * Places and creates the region in a target whose world is stopped. The
  * region must reach the main executable (the module the copier works on
@@ -241,14 +263,16 @@ static int target_inject(struct target *tg)
 		return r;
 	if (tg->root)
 		tg->sv->last_region = *tg->region;
+	tg->state = TARGET_RUNNING;
 	if (tg->rel) {
 		r = relocate_apply(tg, tg->rel);
-		if (r < 0)
+		if (r == -EBUSY)
+			target_retry_relocate(tg);
+		else if (r < 0)
 			return r;
-		if (relocate_write_perf_map(tg->rel, tg->pid) < 0)
-			log_warn("cannot write /tmp/perf-%d.map: %m", tg->pid);
+		else
+			target_write_perf_map(tg);
 	}
-	tg->state = TARGET_RUNNING;
 	if (opt->relocate == RELOCATE_HOT)
 		target_start_profile(tg);
 	return 0;
@@ -318,6 +342,11 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 		tg->region = malloc(sizeof(*tg->region));
 		if (tg->region)
 			*tg->region = *parent->region;
+		/* Its copy of the address space has the copies and patches too. */
+		if (tg->region && parent->rel) {
+			tg->rel = relocation_ref(parent->rel);
+			target_write_perf_map(tg);
+		}
 	}
 	tg->state = TARGET_RUNNING;
 	log_debug("following %s child %d of %d%s",
@@ -356,8 +385,60 @@ static void target_stop_profile(struct target *tg)
 		event_free(tg->profile_timer);
 		tg->profile_timer = NULL;
 	}
+	if (tg->retry_timer) {
+		event_free(tg->retry_timer);
+		tg->retry_timer = NULL;
+	}
 	profile_free(tg->profile);
 	tg->profile = NULL;
+}
+
+/*
+ * Stops the world and relocates: with ips (the hot samples), plans first;
+ * without, applies the plan tg->rel already holds (a retry). A relocation
+ * put off because the unwinder was busy is retried later. The pause adds to
+ * relocate_pause_us.
+ */
+static void target_relocate(struct target *tg, const uint64_t *ips, size_t n)
+{
+	struct supervisor *sv = tg->sv;
+	uint64_t need = 0, t0;
+	int r;
+
+	boost_self(sv);
+	t0 = now_us();
+	r = inj_process_stop(tg->proc);
+	if (r == -ECANCELED) {
+		/* It exec'd meanwhile: the plan or samples are of the old image; start over. */
+		struct inj_thread *t = inj_process_thread(tg->proc, tg->pid);
+		if (t)
+			target_exec(tg, t);
+		(void)inj_process_resume(tg->proc);
+		unboost_self(sv);
+		return;
+	}
+	if (r == 0) {
+		if (ips)
+			r = relocate_plan_hot(tg, ips, n, &tg->rel, &need);
+		if (r == 0)
+			r = relocate_apply(tg, tg->rel);
+		if (r == 0)
+			target_write_perf_map(tg);
+		if (r == -EBUSY) {
+			target_retry_relocate(tg);
+		} else if (r < 0 && r != -ESRCH) {
+			log_warn("cannot relocate the functions of %d: %s", tg->pid, strerror(-r));
+		} else if (r == 0 && ips) {
+			const struct relocate_stats *rs = relocate_stats(tg->rel);
+			log_info("%d: %" PRIu64 " hot functions relocated from %" PRIu64 " samples",
+				 tg->pid, rs->relocated, rs->samples);
+		}
+		(void)inj_process_resume(tg->proc);
+	}
+	tg->relocate_pause_us += now_us() - t0;
+	unboost_self(sv);
+	if (r == -ESRCH && tg->proc->exited)
+		target_exited(tg, tg->proc->exit_status);
 }
 
 /*
@@ -367,10 +448,8 @@ static void target_stop_profile(struct target *tg)
 static void on_profile_done(evutil_socket_t fd, short what, void *arg)
 {
 	struct target *tg = arg;
-	struct supervisor *sv = tg->sv;
 	const uint64_t *ips;
 	_cleanup_free_ uint64_t *copy = NULL;
-	uint64_t need = 0, t0;
 	size_t n = 0;
 	int r;
 
@@ -385,40 +464,44 @@ static void on_profile_done(evutil_socket_t fd, short what, void *arg)
 	target_stop_profile(tg);
 	if (!copy || !tg->region || tg->rel)
 		return;
+	target_relocate(tg, copy, n);
+}
 
-	boost_self(sv);
-	t0 = now_us();
-	r = inj_process_stop(tg->proc);
-	if (r == -ECANCELED) {
-		/* It exec'd meanwhile: these samples are of the old image; start over on the new
-		 * one. */
-		struct inj_thread *t = inj_process_thread(tg->proc, tg->pid);
-		if (t)
-			target_exec(tg, t);
-		(void)inj_process_resume(tg->proc);
-		unboost_self(sv);
+/*
+ * Relocation found a thread that may hold the unwinder's or the allocator's
+ * lock, which registering the copies' unwind information would take: let
+ * the world run a little and try again, a bounded number of times.
+ */
+static void on_relocate_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct target *tg = arg;
+
+	(void)fd;
+	(void)what;
+	if (tg->rel && tg->region)
+		target_relocate(tg, NULL, 0);
+}
+
+static void target_retry_relocate(struct target *tg)
+{
+	struct timeval tv = {0, RELOCATE_RETRY_MS * 1000};
+
+	if (++tg->relocate_tries > RELOCATE_RETRIES) {
+		relocate_give_up(tg->rel,
+				 "a thread was always inside the unwinder or the allocator, "
+				 "whose locks registering the copies' unwind information takes");
+		log_warn(
+		    "%d: relocating nothing: a thread was inside the unwinder or the allocator "
+		    "at each of %d tries",
+		    tg->pid, RELOCATE_RETRIES);
 		return;
 	}
-	if (r == 0) {
-		r = relocate_plan_hot(tg, copy, n, &tg->rel, &need);
-		if (r == 0)
-			r = relocate_apply(tg, tg->rel);
-		if (r == 0 && relocate_write_perf_map(tg->rel, tg->pid) < 0)
-			log_warn("cannot write /tmp/perf-%d.map: %m", tg->pid);
-		if (r < 0 && r != -ESRCH)
-			log_warn("cannot relocate the hot functions of %d: %s", tg->pid,
-				 strerror(-r));
-		(void)inj_process_resume(tg->proc);
-	}
-	tg->relocate_pause_us = now_us() - t0;
-	unboost_self(sv);
-	if (r == 0 && tg->rel) {
-		const struct relocate_stats *rs = relocate_stats(tg->rel);
-		log_info("%d: %" PRIu64 " hot functions relocated from %" PRIu64 " samples",
-			 tg->pid, rs->relocated, rs->samples);
-	}
-	if (r == -ESRCH && tg->proc->exited)
-		target_exited(tg, tg->proc->exit_status);
+	log_debug("%d: a thread may hold the unwinder's lock; relocating in %d ms", tg->pid,
+		  RELOCATE_RETRY_MS);
+	if (!tg->retry_timer)
+		tg->retry_timer = evtimer_new(tg->sv->base, on_relocate_retry, tg);
+	if (!tg->retry_timer || evtimer_add(tg->retry_timer, &tv) < 0)
+		log_warn("%d: cannot schedule relocation", tg->pid);
 }
 
 /* Starts sampling every thread; the timer relocates after --profile-ms. */
@@ -757,7 +840,7 @@ static int unrelocate(struct target *tg)
 	r = relocate_undo(tg, tg->rel);
 	if (r < 0 && r != -ESRCH)
 		log_warn("restoring the entries of %d: %s", tg->pid, strerror(-r));
-	relocate_forget_perf_map(tg->rel);
+	target_forget_perf_map(tg);
 	if (!reg || !st->relocated)
 		return 0;
 	for (size_t i = 0; i < tg->proc->nthreads; i++) {
@@ -789,6 +872,15 @@ static int unrelocate(struct target *tg)
 			     : strerror(-r));
 		return 1;
 	}
+	r = relocate_unregister(tg, tg->rel, translate_copy, tg);
+	if (r < 0) {
+		log_warn("%d: the region stays mapped (no longer entered): its unwind information "
+			 "stays registered: %s",
+			 tg->pid,
+			 r == -EBUSY ? "a thread may hold the unwinder's or allocator's lock"
+				     : strerror(-r));
+		return 1;
+	}
 	return 0;
 }
 
@@ -799,7 +891,21 @@ static int target_detach(struct target *tg)
 	int r;
 
 	tg->state = TARGET_DETACHING;
-	r = inj_process_stop(tg->proc);
+	/*
+	 * Withdrawing the copies' unwind information takes the unwinder's lock:
+	 * detach in a stop where no thread can hold it, letting the world run
+	 * 10 ms between tries (a bounded number; then the region stays).
+	 */
+	for (int tries = 0;; tries++) {
+		bool busy = false;
+		r = inj_process_stop(tg->proc);
+		if (r < 0 || !tg->rel || tg->mm_owner || tries >= RELOCATE_RETRIES ||
+		    relocate_unwinder_busy(tg, tg->rel, true, translate_copy, tg, &busy) < 0 ||
+		    !busy)
+			break;
+		(void)inj_process_resume(tg->proc);
+		nanosleep(&(struct timespec){0, RELOCATE_RETRY_MS * 1000000L}, NULL);
+	}
 	t1 = now_us();
 	tg->detach_stop_us = t1 - t0;
 	if (r == -ESRCH) {

@@ -13,8 +13,6 @@
 struct relocation;
 struct profile;
 struct event;
-struct profile;
-struct event;
 
 struct supervisor;
 
@@ -37,10 +35,13 @@ struct target {
 	struct relocation *rel;	     /* copied functions and their entry patches, or NULL */
 	struct profile *profile;     /* hot: sampling in progress */
 	struct event *profile_timer; /* hot: ends the sampling window */
+	struct event *retry_timer;   /* relocation waits for the unwinder to be free */
+	int relocate_tries;	     /* relocations put off because it was not */
 	uint64_t relocate_pause_us;  /* hot: the stop-the-world that relocated */
 	bool root;		     /* the process the user named */
 	uint64_t entry_bp;	     /* AT_ENTRY while an int3 waits there for relocation, else 0 */
 	uint8_t entry_byte;	     /* the byte the int3 replaced */
+	char perf_map[64];	     /* the perf map written for the copies, "" if none */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */

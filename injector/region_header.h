@@ -29,7 +29,14 @@ struct optd_region_header {
 				      22) */
 	uint64_t generation;	   /* bumped at every change of layout or address */
 	uint64_t flags;		   /* OPTD_REGION_F_* */
-	uint8_t reserved[128 - 104];
+	/*
+	 * The copies' unwind information (.eh_frame), from base; 0 = none. While
+	 * it is registered with the target's unwinder, the page at data_offset
+	 * (read-write, never executable) holds the unwinder's record of it.
+	 */
+	uint64_t unwind_offset;
+	uint64_t unwind_size;
+	uint64_t data_offset;
 };
 
 #define OPTD_REGION_F_HUGEPAGE 0x1 /* MADV_HUGEPAGE was applied to the code area */
@@ -42,3 +49,5 @@ _Static_assert(offsetof(struct optd_region_header, code_offset) == 32, "code_off
 _Static_assert(offsetof(struct optd_region_header, owner_pid) == 72, "owner_pid at 72");
 _Static_assert(offsetof(struct optd_region_header, generation) == 88, "generation at 88");
 _Static_assert(offsetof(struct optd_region_header, flags) == 96, "flags at 96");
+_Static_assert(offsetof(struct optd_region_header, unwind_offset) == 104, "unwind_offset at 104");
+_Static_assert(offsetof(struct optd_region_header, data_offset) == 120, "data_offset at 120");

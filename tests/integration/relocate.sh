@@ -109,11 +109,47 @@ SELECT sum(length(b)), avg(a), total(id * 1.5) FROM t;
 SQLEOF
 check sqlite3 5 --relocate=all "$SQLITE" -batch :memory: ".read $T/script.sql"
 
-# C++ exceptions through relocatable frames: copies have no unwind
-# information yet, so a process with an unwinder is left alone, and says so.
-check cxxthrow 0 --relocate=all "$TGT_DIR/cxxthrow"
-expect_json "$T/cxxthrow.json" functions.relocated 0
-json_get "$T/cxxthrow.json" functions.blocked >/dev/null || fail "cxxthrow: no functions.blocked in the stats"
+# C++ exceptions, backtrace() and pthread_cancel through relocated frames:
+# the copies' unwind information is registered with the target's libgcc_s,
+# so each gives the native result (a copy without it would end in
+# std::terminate, a short backtrace, or a cancel without its cleanups).
+check cxxthrow 5 --relocate=all "$TGT_DIR/cxxthrow"
+grep -q "^backtrace frames" "$T/cxxthrow.out" || fail "cxxthrow: no backtrace line"
+if json_get "$T/cxxthrow.json" functions.blocked >/dev/null 2>&1; then
+	fail "cxxthrow: relocation was blocked: $(json_get "$T/cxxthrow.json" functions.blocked)"
+fi
+# The named functions are the ones the exceptions, the backtrace and the
+# cancellation unwind through.
+run cxxthrow_named "$OPTD" run --stats="$T/cxxthrow_named.json" \
+	--relocate=_Z4deepi,_Z6middlei,_Z9frames_ati,_Z9wait_deepi -- "$TGT_DIR/cxxthrow"
+same_result native_cxxthrow cxxthrow_named
+expect_json "$T/cxxthrow_named.json" functions.relocated 4
+ok "cxxthrow: the exceptions, backtrace() and pthread_cancel unwind through 4 named copies"
+
+# A real C++ program from Debian: cmake (libstdc++ and libgcc_s dynamically
+# linked) running a script, and the same script ending in a fatal error.
+command -v cmake >/dev/null || fail "cmake is not installed (scripts/install-deps.sh)"
+cat >"$T/work.cmake" <<'CMEOF'
+set(acc "")
+foreach(i RANGE 1 3000)
+  math(EXPR sq "${i} * ${i} % 977")
+  string(APPEND acc "${sq},")
+endforeach()
+string(LENGTH "${acc}" len)
+string(SHA256 h "${acc}")
+string(REGEX MATCHALL "9[0-9]+," m "${acc}")
+list(LENGTH m nm)
+list(SORT m)
+list(REMOVE_DUPLICATES m)
+list(LENGTH m nu)
+message(STATUS "len=${len} sha=${h} matches=${nm} unique=${nu}")
+if(DEFINED FAIL)
+  message(FATAL_ERROR "stopping as asked")
+endif()
+CMEOF
+check cmake 5000 --relocate=all cmake -P "$T/work.cmake"
+check cmake_fatal 5000 --relocate=all cmake -DFAIL=1 -P "$T/work.cmake"
+expect_eq "cmake_fatal: exit status" "${STATUS_OF[cmake_fatal]}" 1
 
 # gcc on a large C file (duktape.c, package duktape-dev): the driver runs
 # cc1 and as, each relocated at its own entry point after its exec; the
@@ -142,9 +178,14 @@ rm -f "/tmp/perf-$(json_get "$T/cc1.json" pid).map" "/tmp/perf-$(json_get "$T/gc
 # that lead into copies are moved to the original code (stack walks), and
 # the region is gone: the maps are exactly as before, and the target goes
 # on to print what it prints natively.
-pid_busy() {
+# pid_cycle NAME ATT CMD...: CMD (a target that announces "ready PID" and a
+# "tick N" per line of input) with optd --pid --relocate=all attached as ATT
+# (none if empty) for three ticks; after detach the region is gone and the
+# maps are as before.
+pid_cycle() {
 	local name=$1 att=$2 tick
-	start "$name" "$TGT_DIR/busy" --threads=8 --checkpoint=3
+	shift 2
+	start "$name" "$@"
 	expect_event "$name" '^ready ([0-9]+)$'
 	P=${PID[$name]}
 	cat /proc/"$P"/maps >"$T/$name.maps.before"
@@ -154,7 +195,7 @@ pid_busy() {
 	fi
 	for tick in 1 2 3; do
 		send_line "$name"
-		expect_event "$name" "^tick $tick "
+		expect_event "$name" "^tick $tick( |$)"
 	done
 	if [[ -n $att ]]; then
 		optd_detach "$att"
@@ -165,14 +206,24 @@ pid_busy() {
 		at_least "$T/$att.json" functions.relocated 5
 	fi
 	send_line "$name"
-	expect_event "$name" "^tick 4 "
+	expect_event "$name" "^tick 4( |$)"
 	finish "$name"
 }
-pid_busy native_busy ""
-pid_busy busy attbusy
+pid_cycle native_busy "" "$TGT_DIR/busy" --threads=8 --checkpoint=3
+pid_cycle busy attbusy "$TGT_DIR/busy" --threads=8 --checkpoint=3
 same_result native_busy busy
 ok "--pid --relocate=all: $(json_get "$T/attbusy.json" functions.relocated) functions relocated," \
 	"region removed at detach, maps as before, output as native"
+
+# The same with a C++ target whose threads throw without end, so that a
+# thread is inside libgcc's unwinder at most stops: registering and
+# withdrawing the copies' unwind information waits for a stop where none
+# is (it takes libgcc's lock), and the exceptions keep working throughout.
+pid_cycle native_cxxbusy "" "$TGT_DIR/cxxthrow" --busy=3 --checkpoint=3
+pid_cycle cxxbusy attcxx "$TGT_DIR/cxxthrow" --busy=3 --checkpoint=3
+same_result native_cxxbusy cxxbusy
+ok "--pid --relocate=all on a C++ target throwing in 3 threads: $(json_get "$T/attcxx.json" functions.relocated)" \
+	"functions relocated with unwind information, withdrawn at detach, maps as before"
 
 # --relocate=hot (the default): sample the threads' instruction pointers
 # with perf_event_open, then relocate the functions that cover the samples.
