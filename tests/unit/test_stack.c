@@ -192,7 +192,7 @@ static size_t read_text(const char *path, char *buf, size_t cap)
 }
 
 /* True when thread tid sleeps in read(). */
-static bool blocked_in_read(pid_t pid, pid_t tid)
+static bool blocked_in(pid_t pid, pid_t tid, long want)
 {
 	char path[64], buf[256];
 	long nr;
@@ -201,15 +201,21 @@ static bool blocked_in_read(pid_t pid, pid_t tid)
 	if (!read_text(path, buf, sizeof(buf)) || !strrchr(buf, ')') || strrchr(buf, ')')[2] != 'S')
 		return false;
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", pid, tid);
-	return read_text(path, buf, sizeof(buf)) && sscanf(buf, "%ld", &nr) == 1 && nr == SYS_read;
+	return read_text(path, buf, sizeof(buf)) && sscanf(buf, "%ld", &nr) == 1 && nr == want;
+}
+
+/* Waits until thread tid of the child sleeps in syscall nr. */
+static void wait_syscall(pid_t tid, long nr)
+{
+	while (!blocked_in(kid, tid, nr)) {
+		ck_assert_msg(kill(kid, 0) == 0, "child %d is gone", kid);
+		sched_yield();
+	}
 }
 
 static void wait_read(pid_t tid)
 {
-	while (!blocked_in_read(kid, tid)) {
-		ck_assert_msg(kill(kid, 0) == 0, "child %d is gone", kid);
-		sched_yield();
-	}
+	wait_syscall(tid, SYS_read);
 }
 
 static void wait_progress(size_t i)
@@ -933,6 +939,8 @@ START_TEST(test_timing)
 	wait_ready(NDEEP);
 	for (int i = 0; i < NDEEP; i++)
 		wait_read(sh->tids[i]);
+	/* The main thread too, in pthread_join(): not on its way back from a clone. */
+	wait_syscall(kid, SYS_futex);
 	seize_stop();
 	ck_assert_uint_eq(proc->nthreads, NDEEP + 1);
 
