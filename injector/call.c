@@ -107,42 +107,24 @@ static int run_call(struct inj_thread *t, uint64_t trap, uint64_t *ret)
 		}
 		if (r < 0)
 			return r;
-		switch (st.kind) {
-		case INJ_GONE:
-			inj_thread_note_stop(t, &st);
-			return -ESRCH;
-		case INJ_STOP_SIGNAL:
-			if (st.sig == SIGTRAP) {
-				t->stop = INJ_STOP_SIGNAL;
-				r = inj_ptrace_getregs(t->tid, &regs);
-				if (r < 0)
-					return r;
-				if (regs.rip != trap + 1) {
-					log_debug(
-					    "tid %d: remote call trapped at %#llx, not at %#lx",
-					    t->tid, regs.rip, (unsigned long)(trap + 1));
-					return -EFAULT;
-				}
-				*ret = regs.rax;
-				return 0;
-			}
-			if (st.sig == SIGSEGV || st.sig == SIGBUS || st.sig == SIGILL ||
-			    st.sig == SIGFPE) {
-				t->stop = INJ_STOP_SIGNAL;
-				log_debug("tid %d: remote call faulted (signal %d)", t->tid,
-					  st.sig);
+		if (st.kind == INJ_STOP_SIGNAL && st.sig == SIGTRAP) {
+			t->stop = INJ_STOP_SIGNAL;
+			r = inj_ptrace_getregs(t->tid, &regs);
+			if (r < 0)
+				return r;
+			if (regs.rip != trap + 1) {
+				log_debug("tid %d: remote call trapped at %#llx, not at %#lx",
+					  t->tid, regs.rip, (unsigned long)(trap + 1));
 				return -EFAULT;
 			}
-			log_debug("tid %d: signal %d during a remote call suppressed", t->tid,
-				  st.sig);
-			break;
-		case INJ_STOP_GROUP:
-			t->group_sig = st.sig;
-			break;
-		default:
-			/* A stray PTRACE_INTERRUPT trap, a seccomp or syscall stop: keep going. */
-			break;
+			*ret = regs.rax;
+			return 0;
 		}
+		r = inj_detour_other_stop(t, &st);
+		if (r == -EFAULT)
+			t->stop = INJ_STOP_SIGNAL; /* in the fault's signal-delivery-stop */
+		if (r < 0)
+			return r;
 		pr = inj_ptrace(PTRACE_CONT, t->tid, 0, 0);
 		if (pr < 0)
 			return (int)pr;

@@ -228,6 +228,30 @@ int inj_thread_cure(struct inj_thread *t)
 	return r ?: r2;
 }
 
+int inj_detour_other_stop(struct inj_thread *t, const struct inj_stop *st)
+{
+	switch (st->kind) {
+	case INJ_GONE:
+		inj_thread_note_stop(t, st);
+		return -ESRCH;
+	case INJ_STOP_SIGNAL:
+		if (st->sig == SIGSEGV || st->sig == SIGBUS || st->sig == SIGILL ||
+		    st->sig == SIGFPE) {
+			log_debug("tid %d: our detour faulted (signal %d)", t->tid, st->sig);
+			return -EFAULT; /* the cure restores the thread */
+		}
+		/* Blocked signals cannot arrive; anything else is suppressed and logged. */
+		log_debug("tid %d: signal %d during a detour suppressed", t->tid, st->sig);
+		return 0;
+	case INJ_STOP_GROUP:
+		t->group_sig = st->sig;
+		return 0;
+	default:
+		/* A stray PTRACE_INTERRUPT trap, a seccomp or syscall stop: keep going. */
+		return 0;
+	}
+}
+
 /*
  * Waits for the trap that ends our single step or syscall-exit, stepping over
  * stops that are not it. *ret_regs gets the registers at that trap.
@@ -243,37 +267,18 @@ static int wait_remote_done(struct inj_thread *t, int req, bool want_exit,
 		r = inj_thread_wait(t, &st);
 		if (r < 0)
 			return r;
-		switch (st.kind) {
-		case INJ_GONE:
-			inj_thread_note_stop(t, &st);
-			return -ESRCH;
-		case INJ_STOP_SYSCALL_EXIT:
-			if (want_exit) {
-				t->stop = INJ_STOP_SYSCALL_EXIT;
-				return inj_ptrace_getregs(t->tid, ret_regs);
-			}
-			break;
-		case INJ_STOP_SIGNAL:
-			if (!want_exit && st.sig == SIGTRAP) {
-				/* The single-step trap. The original pending signal (t->sig) stays
-				 * owed. */
-				t->stop = INJ_STOP_SIGNAL;
-				return inj_ptrace_getregs(t->tid, ret_regs);
-			}
-			if (st.sig == SIGSEGV || st.sig == SIGBUS || st.sig == SIGILL)
-				return -EFAULT; /* our detour faulted; the cure restores the thread
-						 */
-			/* Blocked signals cannot arrive; anything else is suppressed and logged. */
-			log_debug("tid %d: signal %d during a remote syscall suppressed", t->tid,
-				  st.sig);
-			break;
-		case INJ_STOP_GROUP:
-			t->group_sig = st.sig;
-			break;
-		default:
-			/* A stray PTRACE_INTERRUPT trap or our own seccomp filter: keep going. */
-			break;
+		if (want_exit && st.kind == INJ_STOP_SYSCALL_EXIT) {
+			t->stop = INJ_STOP_SYSCALL_EXIT;
+			return inj_ptrace_getregs(t->tid, ret_regs);
 		}
+		if (!want_exit && st.kind == INJ_STOP_SIGNAL && st.sig == SIGTRAP) {
+			/* The single-step trap. The original pending signal (t->sig) stays owed. */
+			t->stop = INJ_STOP_SIGNAL;
+			return inj_ptrace_getregs(t->tid, ret_regs);
+		}
+		r = inj_detour_other_stop(t, &st);
+		if (r < 0)
+			return r;
 		pr = inj_ptrace(req, t->tid, 0, 0);
 		if (pr < 0)
 			return (int)pr;

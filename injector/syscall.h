@@ -42,5 +42,14 @@ enum inj_syscall_site {
 };
 void inj_syscall_set_site(enum inj_syscall_site site);
 
+/*
+ * A stop of a borrowed thread that does not end our detour (remote syscall
+ * or call): -ESRCH when the thread is gone; -EFAULT when the detour faulted
+ * (SIGSEGV, SIGBUS, SIGILL, SIGFPE); 0 to keep going: a group-stop is kept
+ * for the cure, and a stray trap, seccomp or syscall stop, or a signal
+ * (blocked ones cannot arrive) is suppressed.
+ */
+int inj_detour_other_stop(struct inj_thread *t, const struct inj_stop *st);
+
 /* Any thread of p that sits in a stop and can run remote syscalls, or NULL. */
 struct inj_thread *inj_process_pick_thread(struct inj_process *p);
