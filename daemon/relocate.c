@@ -41,6 +41,7 @@ struct reloc_func {
 	size_t size;
 	struct copier_result *res;
 	struct inj_patch patch;
+	uint32_t plt_direct; /* calls through the PLT the copy makes directly */
 };
 
 struct text_buf {
@@ -524,23 +525,143 @@ static int cmp_orig(const void *a, const void *b)
 	return x->fn->start < y->fn->start ? -1 : x->fn->start > y->fn->start;
 }
 
-/* The copy of the function that starts at target, for calls between copies. */
-static uint64_t redirect_to_copy(void *ctx, uint64_t target)
+/* Where the copy of the function that starts at addr is, or 0. */
+static uint64_t copy_of(const struct relocation *rel, uint64_t addr)
 {
-	struct relocation *rel = ctx;
 	size_t lo = 0, hi = rel->n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 		const struct reloc_func *f = &rel->funcs[mid];
-		if (f->fn->start == target)
-			return f->dest ? f->dest : 0;
-		if (f->fn->start < target)
+		if (f->fn->start == addr)
+			return f->dest;
+		if (f->fn->start < addr)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	return 0;
+}
+
+/*
+ * What pass 2 of relocate_apply() redirects direct calls and jumps with:
+ * calls between copies go to the copies, and calls through a PLT entry
+ * whose GOT slot can no longer change go straight to the function it holds.
+ */
+struct redirect_ctx {
+	struct relocation *rel;
+	struct target *tg;
+	const struct maps *maps;
+	uint64_t region_start, region_end; /* every copy lies in here */
+	/* PLT stubs already looked at: open addressing, stub 0 = empty. */
+	struct plt_entry {
+		uint64_t stub, resolved; /* resolved 0: not made direct */
+	} * plt;
+	size_t plt_cap, plt_n;
+	uint32_t made_direct; /* PLT calls made direct in the function being copied */
+};
+
+static void redirect_ctx_done(struct redirect_ctx *c)
+{
+	free(c->plt);
+}
+
+static bool in_ranges(const struct range *v, size_t n, uint64_t addr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (addr >= v[i].start && addr < v[i].end)
+			return true;
+	return false;
+}
+
+/*
+ * The function the PLT entry at stub leads to, when the call may skip the
+ * entry: the stub is `jmp *slot(%rip)`, the slot lies in memory that is
+ * read-only now (RELRO with immediate binding: the dynamic linker wrote it
+ * before protecting it and nothing writes it again), its value is
+ * executable code outside every PLT (resolved, not the lazy-binding path),
+ * and rel32 reaches it from everywhere in the region. 0 otherwise.
+ */
+static uint64_t plt_resolve(struct redirect_ctx *c, const struct module *mod, uint64_t stub)
+{
+	uint8_t code[16];
+	uint64_t slot, value;
+	const struct maps_entry *e;
+	const struct module *vmod;
+
+	if (inj_mem_read(c->tg->proc, stub, code, sizeof(code)) < 0 ||
+	    copier_plt_slot(code, sizeof(code), stub, &slot) < 0)
+		return 0;
+	e = maps_find(c->maps, slot);
+	if (!e || (e->prot & PROT_WRITE) || slot + 8 > e->end)
+		return 0;
+	if (inj_mem_read(c->tg->proc, slot, &value, sizeof(value)) < 0)
+		return 0;
+	e = maps_find(c->maps, value);
+	if (!e || !(e->prot & PROT_EXEC))
+		return 0;
+	if (in_ranges(mod->plt, mod->n_plt, value))
+		return 0;
+	vmod = module_set_find(c->rel->set, value);
+	if (vmod && in_ranges(vmod->plt, vmod->n_plt, value))
+		return 0;
+	if ((int64_t)(value - c->region_start) > INT32_MAX - 16 ||
+	    (int64_t)(value - c->region_end) < INT32_MIN + 16)
+		return 0;
+	return value;
+}
+
+static uint64_t plt_direct(struct redirect_ctx *c, uint64_t target)
+{
+	const struct module *mod = module_set_find(c->rel->set, target);
+	size_t i;
+
+	if (!mod || !in_ranges(mod->plt, mod->n_plt, target))
+		return 0;
+	if (c->plt_n * 2 >= c->plt_cap) {
+		size_t ncap = c->plt_cap ? c->plt_cap * 2 : 256;
+		struct plt_entry *v = calloc(ncap, sizeof(*v));
+		if (!v)
+			return 0;
+		for (size_t k = 0; k < c->plt_cap; k++) {
+			if (!c->plt[k].stub)
+				continue;
+			for (i = (c->plt[k].stub * 0x9E3779B97F4A7C15ULL) >> 40 & (ncap - 1);
+			     v[i].stub; i = (i + 1) & (ncap - 1))
+				;
+			v[i] = c->plt[k];
+		}
+		free(c->plt);
+		c->plt = v;
+		c->plt_cap = ncap;
+	}
+	for (i = (target * 0x9E3779B97F4A7C15ULL) >> 40 & (c->plt_cap - 1); c->plt[i].stub;
+	     i = (i + 1) & (c->plt_cap - 1))
+		if (c->plt[i].stub == target)
+			return c->plt[i].resolved;
+	c->plt[i].stub = target;
+	c->plt[i].resolved = plt_resolve(c, mod, target);
+	c->plt_n++;
+	return c->plt[i].resolved;
+}
+
+/* Calls between copies go to the copies; calls through the PLT, see plt_direct(). */
+static uint64_t redirect_call(void *ctx, uint64_t target)
+{
+	struct redirect_ctx *c = ctx;
+	uint64_t to = copy_of(c->rel, target);
+
+	if (to)
+		return to;
+	to = plt_direct(c, target);
+	if (to) {
+		c->made_direct++;
+		/* Through the PLT to a function that has a copy: straight to the copy. */
+		uint64_t copy = copy_of(c->rel, to);
+		if (copy)
+			to = copy;
+	}
+	return to;
 }
 
 /* Drops a planned copy: its bytes in buf become int3 again and its entry is never patched. */
@@ -831,6 +952,13 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		return 0;
 
 	/* Pass 2: emit with calls between copies going straight to the copies. */
+	_cleanup_(maps_freep) struct maps *maps = NULL;
+	_cleanup_(redirect_ctx_done) struct redirect_ctx rc = {
+	    .rel = rel, .tg = tg, .region_start = base, .region_end = base + used};
+	r = maps_read(tg->pid, &maps);
+	if (r < 0)
+		return r;
+	rc.maps = maps;
 	buf = malloc(used + reserve);
 	if (!buf)
 		return -ENOMEM;
@@ -844,13 +972,15 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		    .len = f->fn->end - f->fn->start,
 		    .dest_addr = f->dest,
 		    .dest_cap = f->size,
-		    .redirect = redirect_to_copy,
-		    .redirect_ctx = rel,
+		    .redirect = redirect_call,
+		    .redirect_ctx = &rc,
 		};
 
 		if (!f->dest)
 			continue;
+		rc.made_direct = 0;
 		r = copier_copy(&in, buf + (f->dest - base), &f->res, &why);
+		f->plt_direct = rc.made_direct;
 		if (r < 0 || f->res->size != f->size)
 			drop_copy(rel, f, buf, base,
 				  r == -ENOTSUP ? copier_reason_to_string(why.reason)
@@ -954,6 +1084,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		}
 		rel->stats.relocated++;
 		rel->stats.code_bytes += f->size;
+		rel->stats.plt_direct += f->plt_direct;
 	}
 
 	/* The header in the target says how much of the code area is used. */

@@ -37,6 +37,7 @@ struct relocate_stats {
 	uint64_t found;	    /* functions discovered in the target's modules */
 	uint64_t relocated; /* copied and patched */
 	uint64_t code_bytes;
+	uint64_t plt_direct; /* calls and jumps through the PLT that copies make directly */
 	struct relocate_refusal *refused;
 	size_t n_refused;
 	const char *blocked;	   /* why nothing was relocated at all, or NULL */

@@ -40,6 +40,8 @@ static struct json_object *functions_json(const struct supervisor *sv)
 	if (rs && rs->samples)
 		json_object_object_add(o, "samples", json_object_new_uint64(rs->samples));
 	json_object_object_add(o, "code_bytes", json_object_new_uint64(rs ? rs->code_bytes : 0));
+	json_object_object_add(o, "plt_calls_direct",
+			       json_object_new_uint64(rs ? rs->plt_direct : 0));
 	for (size_t i = 0; rs && i < rs->n_refused; i++)
 		json_object_object_add(refused, rs->refused[i].reason,
 				       json_object_new_uint64(rs->refused[i].count));

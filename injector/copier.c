@@ -891,3 +891,30 @@ int copier_branch_targets(const uint8_t *code, uint64_t addr, size_t len, uint64
 	}
 	return 0;
 }
+
+int copier_plt_slot(const uint8_t *code, size_t len, uint64_t addr, uint64_t *ret_slot)
+{
+	ZydisDecoder dec;
+	ZydisDecodedInstruction zi;
+	ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+	size_t off = 0;
+
+	if (ZYAN_FAILED(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+		return -EIO;
+	if (ZYAN_FAILED(ZydisDecoderDecodeFull(&dec, code, len, &zi, ops)))
+		return -ENOTSUP;
+	if (zi.mnemonic == ZYDIS_MNEMONIC_ENDBR64) {
+		off = zi.length;
+		if (ZYAN_FAILED(ZydisDecoderDecodeFull(&dec, code + off, len - off, &zi, ops)))
+			return -ENOTSUP;
+	}
+	/* jmp qword ptr [rip + disp32]: one memory operand, RIP-based, no index. */
+	if (zi.mnemonic != ZYDIS_MNEMONIC_JMP || zi.operand_count_visible != 1 ||
+	    ops[0].type != ZYDIS_OPERAND_TYPE_MEMORY || ops[0].mem.base != ZYDIS_REGISTER_RIP ||
+	    ops[0].mem.index != ZYDIS_REGISTER_NONE || ops[0].size != 64 ||
+	    ops[0].mem.segment != ZYDIS_REGISTER_DS || zi.address_width != 64)
+		return -ENOTSUP;
+	if (ZYAN_FAILED(ZydisCalcAbsoluteAddress(&zi, &ops[0], addr + off, ret_slot)))
+		return -ENOTSUP;
+	return 0;
+}

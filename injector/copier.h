@@ -201,3 +201,12 @@ void copier_result_free(struct copier_result *r);
  */
 int copier_branch_targets(const uint8_t *code, uint64_t addr, size_t len, uint64_t **targets,
 			  size_t *n, size_t *cap);
+
+/*
+ * The GOT slot a PLT entry at addr jumps through. Understands the stub
+ * shapes ld emits for x86-64: `jmp *slot(%rip)` (.plt entries, whose push and
+ * jmp to PLT0 follow, and .plt.got), each optionally after `endbr64` and
+ * with a `bnd` prefix (.plt.sec with IBT/MPX). code holds len bytes from
+ * addr. 0 and *ret_slot; -ENOTSUP for any other shape (PLT0, padding).
+ */
+int copier_plt_slot(const uint8_t *code, size_t len, uint64_t addr, uint64_t *ret_slot);

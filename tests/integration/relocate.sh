@@ -7,11 +7,12 @@
 # patched: hundreds to thousands of them (python3.11's executable holds over
 # ten thousand). The perf map written for perf(1) names the copies, and a
 # named function is relocated alone. A C++ program that throws through its
-# frames is not relocated at all (copies carry no unwind information yet),
-# and still prints what it prints natively.
+# frames and cancels threads is relocated with unwind information for the
+# copies, and prints what it prints natively. Calls through a library's PLT
+# become direct calls only when its GOT is read-only (immediate binding).
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
-need_targets single threads forker cxxthrow busy find-region
+need_targets single threads forker cxxthrow busy find-region pltcall-now pltcall-lazy
 command -v gcc >/dev/null || fail "gcc is not installed (scripts/install-deps.sh)"
 need_optd
 
@@ -271,3 +272,27 @@ map=/tmp/perf-$tpid.map
 grep -q ' PyLong_FromLong$' "$map" || fail "$map does not name PyLong_FromLong"
 rm -f "$map" "/tmp/perf-$(json_get "$T/single.json" pid).map" "/tmp/perf-$(json_get "$T/named.json" pid).map"
 ok "perf map $map names the copies"
+
+# Calls through the PLT. The region goes 1 GiB below the library (known
+# beforehand: no address randomisation), so that rel32 reaches what the
+# PLT entries lead to. With immediate binding and full RELRO the copies call
+# snprintf, strlen and plt_inner (its copy) directly; with lazy binding the
+# GOT stays writable and the copies keep calling through the PLT.
+if setarch -R true 2>/dev/null; then
+	for binding in now lazy; do
+		where=$(setarch -R "$TGT_DIR/pltcall-$binding" --where) || fail "pltcall-$binding --where"
+		arena=$(printf '%x' $(((where & ~0xfffff) - 0x40000000)))
+		run "native_plt$binding" setarch -R "$TGT_DIR/pltcall-$binding"
+		run "plt$binding" setarch -R "$OPTD" run --stats="$T/plt$binding.json" \
+			--arena-at="$arena" --relocate=plt_outer,plt_inner -- "$TGT_DIR/pltcall-$binding"
+		same_result "native_plt$binding" "plt$binding"
+		expect_json "$T/plt$binding.json" functions.relocated 2
+		rm -f "/tmp/perf-$(json_get "$T/plt$binding.json" pid).map"
+	done
+	at_least "$T/pltnow.json" functions.plt_calls_direct 2
+	expect_json "$T/pltlazy.json" functions.plt_calls_direct 0
+	ok "PLT calls made direct: $(json_get "$T/pltnow.json" functions.plt_calls_direct) with" \
+		"immediate binding, none with lazy binding; same output"
+else
+	log "setarch -R does not work here: PLT calls not tested"
+fi

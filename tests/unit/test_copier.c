@@ -1508,6 +1508,71 @@ START_TEST(test_tail_jmp)
 }
 END_TEST
 
+/* The stub shapes ld emits, and what is not a stub. */
+START_TEST(test_plt_slot)
+{
+	static const struct {
+		const char *what;
+		uint8_t code[16];
+		size_t len;
+		int ret;
+		uint64_t slot_off; /* from the stub's address */
+	} stubs[] = {
+	    {".plt entry (lazy)",
+	     {0xff, 0x25, 0x10, 0x20, 0x00, 0x00, 0x68, 0x03, 0x00, 0x00, 0x00, 0xe9, 0xc0, 0xff,
+	      0xff, 0xff},
+	     16,
+	     0,
+	     6 + 0x2010},
+	    {".plt.sec (endbr64, bnd jmp)",
+	     {0xf3, 0x0f, 0x1e, 0xfa, 0xf2, 0xff, 0x25, 0xf0, 0xff, 0xff, 0xff, 0x0f, 0x1f, 0x44,
+	      0x00, 0x00},
+	     16,
+	     0,
+	     11 - 0x10},
+	    {".plt.sec (endbr64, jmp)",
+	     {0xf3, 0x0f, 0x1e, 0xfa, 0xff, 0x25, 0x00, 0x01, 0x00, 0x00, 0x66, 0x0f, 0x1f, 0x44,
+	      0x00, 0x00},
+	     16,
+	     0,
+	     10 + 0x100},
+	    {".plt.got", {0xff, 0x25, 0x08, 0x00, 0x00, 0x00, 0x66, 0x90}, 8, 0, 6 + 8},
+	    {"PLT0 (push first)",
+	     {0xff, 0x35, 0x02, 0x20, 0x00, 0x00, 0xff, 0x25, 0x04, 0x20, 0x00, 0x00, 0x0f, 0x1f,
+	      0x40, 0x00},
+	     16,
+	     -ENOTSUP,
+	     0},
+	    {"jmp through an absolute address",
+	     {0xff, 0x24, 0x25, 0x00, 0x10, 0x00, 0x00},
+	     7,
+	     -ENOTSUP,
+	     0},
+	    {"jmp through rip with an index",
+	     {0xff, 0x24, 0x05, 0x00, 0x10, 0x00, 0x00},
+	     7,
+	     -ENOTSUP,
+	     0},
+	    {"jmp rax", {0xff, 0xe0}, 2, -ENOTSUP, 0},
+	    {"fs-relative jmp", {0x64, 0xff, 0x25, 0x08, 0x00, 0x00, 0x00}, 7, -ENOTSUP, 0},
+	    {"call through the slot", {0xff, 0x15, 0x08, 0x00, 0x00, 0x00}, 6, -ENOTSUP, 0},
+	    {"padding", {0xcc, 0xcc, 0xcc, 0xcc}, 4, -ENOTSUP, 0},
+	    {"truncated", {0xff, 0x25, 0x08, 0x00}, 4, -ENOTSUP, 0},
+	};
+	const uint64_t addr = 0x7f0000401000ULL;
+
+	for (size_t i = 0; i < sizeof(stubs) / sizeof(stubs[0]); i++) {
+		uint64_t slot = 0;
+		int r = copier_plt_slot(stubs[i].code, stubs[i].len, addr, &slot);
+		ck_assert_msg(r == stubs[i].ret, "%s: %d, expected %d", stubs[i].what, r,
+			      stubs[i].ret);
+		if (r == 0)
+			ck_assert_msg(slot == addr + stubs[i].slot_off, "%s: slot %#" PRIx64,
+				      stubs[i].what, slot);
+	}
+}
+END_TEST
+
 static Suite *copier_suite(void)
 {
 	Suite *s = suite_create("copier");
@@ -1536,6 +1601,7 @@ static Suite *copier_suite(void)
 	tcase_add_test(core, test_relocate_errors);
 	tcase_add_test(core, test_map_translation);
 	tcase_add_test(core, test_tail_jmp);
+	tcase_add_test(core, test_plt_slot);
 	suite_add_tcase(s, core);
 	return s;
 }
