@@ -40,6 +40,7 @@ struct optd_options {
 	unsigned profile_ms;   /* hot: sampling window */
 	uint64_t arena_at;     /* 0 = choose */
 	uint64_t heap_reserve; /* bytes kept free above the break */
+	bool no_seccomp;       /* trap requests with PTRACE_SYSCALL instead of a filter */
 	const char *stats_path;
 	int verbosity; /* -1 quiet, 0 normal, 1 -v, 2 -vv */
 };

@@ -28,6 +28,8 @@ static const char usage_text[] =
     "                      --profile-ms), all (every function of the executable that\n"
     "                      can be proven safe to copy), FUNC[,FUNC...], or none\n"
     "  --profile-ms=MS     how long hot samples before relocating (default 500)\n"
+    "  --no-seccomp        trap the target's address-space requests with PTRACE_SYSCALL\n"
+    "                      (a stop at every syscall: slow) instead of a seccomp filter\n"
     "  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
     "  -v, --verbose       more detail on stderr (twice: every ptrace request)\n"
     "  -q, --quiet         no summary, errors only\n"
@@ -101,6 +103,7 @@ enum {
 	OPT_VERSION,
 	OPT_RELOCATE,
 	OPT_PROFILE_MS,
+	OPT_NO_SECCOMP,
 };
 
 /* --relocate=none|all|FUNC[,FUNC...] */
@@ -148,6 +151,7 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	    {"stats", required_argument, NULL, OPT_STATS},
 	    {"relocate", required_argument, NULL, OPT_RELOCATE},
 	    {"profile-ms", required_argument, NULL, OPT_PROFILE_MS},
+	    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -234,6 +238,9 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 				return usage_error(
 				    "invalid --arena-at '%s': a page-aligned hexadecimal address",
 				    optarg);
+			break;
+		case OPT_NO_SECCOMP:
+			o.no_seccomp = true;
 			break;
 		case OPT_STATS:
 			if (!*optarg)

@@ -89,6 +89,9 @@ struct relocation {
 	size_t n_texts;
 	struct relocate_stats stats;
 	struct unwind_reg unwind;
+	/* A private copy made for a move (relocate_unshare()): the relocation
+	 * that owns set and texts, which the records point into. */
+	struct relocation *origin;
 };
 
 static void count_refusal(struct relocation *rel, const char *reason)
@@ -120,13 +123,16 @@ void relocation_free(struct relocation *rel)
 		return;
 	for (size_t i = 0; i < rel->n; i++)
 		copier_result_free(rel->funcs[i].res);
-	for (size_t i = 0; i < rel->n_texts; i++)
-		free(rel->texts[i].bytes);
-	free(rel->texts);
+	if (!rel->origin) {
+		for (size_t i = 0; i < rel->n_texts; i++)
+			free(rel->texts[i].bytes);
+		free(rel->texts);
+		module_set_free(rel->set);
+	}
 	free(rel->funcs);
 	free(rel->stats.refused);
 	free(rel->unwind.unsafe);
-	module_set_free(rel->set);
+	relocation_free(rel->origin);
 	free(rel);
 }
 
@@ -1149,4 +1155,299 @@ int relocate_write_perf_map(const struct relocation *rel, const char *path)
 		}
 	}
 	return fflush(f) == 0 ? 0 : negerrno();
+}
+
+/* ---- moves of the region (the guard) ---- */
+
+static struct copier_result *result_dup(const struct copier_result *r)
+{
+	struct copier_result *d = malloc(sizeof(*d));
+
+	if (!d)
+		return NULL;
+	*d = *r;
+	d->map = malloc((r->n_map ? r->n_map : 1) * sizeof(*d->map));
+	d->relocs = malloc((r->n_relocs ? r->n_relocs : 1) * sizeof(*d->relocs));
+	if (!d->map || !d->relocs) {
+		free(d->map);
+		free(d->relocs);
+		free(d);
+		return NULL;
+	}
+	memcpy(d->map, r->map, r->n_map * sizeof(*d->map));
+	memcpy(d->relocs, r->relocs, r->n_relocs * sizeof(*d->relocs));
+	return d;
+}
+
+int relocate_unshare(struct relocation **relp)
+{
+	struct relocation *rel = *relp, *c;
+
+	if (rel->refs == 1)
+		return 0;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	*c = *rel;
+	c->refs = 1;
+	c->origin = rel->origin ? rel->origin : rel;
+	c->origin->refs++; /* keeps the modules and texts the records point into */
+	c->funcs = calloc(rel->n ? rel->n : 1, sizeof(*c->funcs));
+	c->stats.refused =
+	    malloc((rel->stats.n_refused ? rel->stats.n_refused : 1) * sizeof(*c->stats.refused));
+	c->unwind.unsafe =
+	    malloc((rel->unwind.n_unsafe ? rel->unwind.n_unsafe : 1) * sizeof(*c->unwind.unsafe));
+	if (!c->funcs || !c->stats.refused || !c->unwind.unsafe)
+		goto fail;
+	memcpy(c->stats.refused, rel->stats.refused,
+	       rel->stats.n_refused * sizeof(*c->stats.refused));
+	memcpy(c->unwind.unsafe, rel->unwind.unsafe,
+	       rel->unwind.n_unsafe * sizeof(*c->unwind.unsafe));
+	c->n = 0;
+	for (size_t i = 0; i < rel->n; i++) {
+		c->funcs[i] = rel->funcs[i];
+		c->funcs[i].res = NULL;
+		c->n = i + 1;
+		if (rel->funcs[i].res && !(c->funcs[i].res = result_dup(rel->funcs[i].res)))
+			goto fail;
+	}
+	c->cap = rel->n;
+	rel->refs--;
+	*relp = c;
+	return 0;
+
+fail:
+	relocation_free(c);
+	return -ENOMEM;
+}
+
+int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t skip_end,
+		   uint64_t *ret_lo, uint64_t *ret_hi)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+
+	for (size_t i = 0; i < rel->n; i++) {
+		const struct reloc_func *f = &rel->funcs[i];
+		if (!f->res)
+			continue;
+		/* The entry patch's jmp reaches the copy from the original. */
+		lo = f->fn->start < lo ? f->fn->start : lo;
+		hi = f->fn->end > hi ? f->fn->end : hi;
+		for (size_t k = 0; k < f->res->n_relocs; k++) {
+			const struct copier_reloc *c = &f->res->relocs[k];
+			if (c->target_kind == COPIER_TARGET_INTERNAL ||
+			    (c->target >= skip_start && c->target < skip_end))
+				continue;
+			lo = c->target < lo ? c->target : lo;
+			hi = c->target + 1 > hi ? c->target + 1 : hi;
+		}
+	}
+	if (lo >= hi)
+		return -ENOENT;
+	*ret_lo = lo;
+	*ret_hi = hi;
+	return 0;
+}
+
+/*
+ * The RIP-relative data that fn of libgcc refers to: where libgcc keeps its
+ * lists of registered objects (and its lock). Up to max addresses.
+ */
+static size_t rip_data_refs(struct target *tg, const struct func *fn, uint64_t *out, size_t max)
+{
+	ZydisDecoder dec;
+	uint8_t code[1024];
+	size_t len, off = 0, n = 0;
+
+	if (!fn)
+		return 0;
+	len = fn->end - fn->start < sizeof(code) ? fn->end - fn->start : sizeof(code);
+	if (inj_mem_read(tg->proc, fn->start, code, len) < 0 ||
+	    !ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)))
+		return 0;
+	while (off < len && n < max) {
+		ZydisDecodedInstruction insn;
+		ZydisDecodedOperand ops[ZYDIS_MAX_OPERAND_COUNT];
+
+		if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&dec, code + off, len - off, &insn, ops)))
+			break;
+		for (unsigned k = 0; k < insn.operand_count_visible && n < max; k++) {
+			uint64_t a;
+			if (ops[k].type != ZYDIS_OPERAND_TYPE_MEMORY ||
+			    ops[k].mem.base != ZYDIS_REGISTER_RIP ||
+			    !ZYAN_SUCCESS(
+				ZydisCalcAbsoluteAddress(&insn, &ops[k], fn->start + off, &a)))
+				continue;
+			if (module_set_find(tg->rel->set, a))
+				continue; /* code or read-only data of a module */
+			out[n++] = a;
+		}
+		off += insn.length;
+	}
+	return n;
+}
+
+/* libgcc's struct object (gcc 12, x86-64): word offsets. */
+enum { OB_PC_BEGIN = 0, OB_U = 3, OB_S = 4, OB_NEXT = 5, OB_WORDS = 6 };
+
+static bool moved_in(uint64_t v, uint64_t lo, uint64_t hi)
+{
+	return v >= lo && v < hi;
+}
+
+/*
+ * The region moved with libgcc's record of the copies in it: fix the record
+ * (its lowest pc, its .eh_frame, and once libgcc sorted it, the sorted
+ * vector of FDE pointers in libgcc's heap memory), then every list link
+ * that pointed to the record's old address. Every thread is stopped, and
+ * libgcc's lock is free, so no list is half changed.
+ */
+static int unwind_moved(struct target *tg, struct relocation *rel, uint64_t old_object, uint64_t lo,
+			uint64_t hi, int64_t delta)
+{
+	struct unwind_reg *u = &rel->unwind;
+	const struct module_set *set = rel->set;
+	uint64_t ob[OB_WORDS], heads[32], lock = 0;
+	size_t nheads;
+	int r, fixed = 0;
+
+	if (u->object_mutex &&
+	    inj_mem_read(tg->proc, u->object_mutex, &lock, sizeof(uint32_t)) == 0 && (uint32_t)lock)
+		log_warn("%d: optd's pages moved while a thread held libgcc's lock: an unwind in "
+			 "progress may not find the copies",
+			 tg->pid);
+	r = inj_mem_read(tg->proc, u->object, ob, sizeof(ob));
+	if (r < 0)
+		return r;
+	if (ob[OB_PC_BEGIN] != UINT64_MAX && moved_in(ob[OB_PC_BEGIN], lo, hi))
+		ob[OB_PC_BEGIN] += (uint64_t)delta;
+	if (ob[OB_S] & 1) {
+		/* Sorted: u is a struct fde_vector {orig_data, count, array[count]}. */
+		uint64_t hdr[2];
+		r = inj_mem_read(tg->proc, ob[OB_U], hdr, sizeof(hdr));
+		if (r < 0)
+			return r;
+		_cleanup_free_ uint64_t *v = malloc((hdr[1] + 2) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		r = inj_mem_read(tg->proc, ob[OB_U], v, (hdr[1] + 2) * sizeof(*v));
+		if (r < 0)
+			return r;
+		for (uint64_t i = 0; i < hdr[1] + 2; i++)
+			if (i != 1 && moved_in(v[i], lo, hi))
+				v[i] += (uint64_t)delta;
+		r = inj_mem_write(tg->proc, ob[OB_U], v, (hdr[1] + 2) * sizeof(*v), NULL);
+		if (r < 0)
+			return r;
+	} else if (moved_in(ob[OB_U], lo, hi)) {
+		ob[OB_U] += (uint64_t)delta;
+	}
+	r = inj_mem_write(tg->proc, u->object, ob, sizeof(ob), NULL);
+	if (r < 0)
+		return r;
+
+	/* The links: the list heads libgcc's deregistration reads, and the objects on them. */
+	nheads =
+	    rip_data_refs(tg, module_find_func_by_name(u->libgcc, "__deregister_frame_info_bases"),
+			  heads, ARRAY_SIZE(heads));
+	for (size_t i = 0; i < nheads; i++) {
+		uint64_t link = heads[i], v;
+		for (int steps = 0; steps < 100000; steps++) {
+			if (inj_mem_read(tg->proc, link, &v, sizeof(v)) < 0 || !v)
+				break;
+			if (v == old_object) {
+				v = u->object;
+				r = inj_mem_write(tg->proc, link, &v, sizeof(v), NULL);
+				if (r < 0)
+					return r;
+				fixed++;
+				break;
+			}
+			/* Only follow what looks like an object on a list: not code, not a lock. */
+			if (v == u->object || module_set_find(set, v) || v == u->object_mutex)
+				break;
+			link = v + OB_NEXT * 8;
+		}
+	}
+	if (!fixed)
+		log_warn("%d: libgcc's list did not lead to optd's unwind record", tg->pid);
+	return 0;
+}
+
+int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start, uint64_t old_end,
+		   int64_t delta)
+{
+	struct inj_region *reg = tg->region;
+	struct unwind_reg *u = &rel->unwind;
+	uint64_t code = reg->base + reg->hdr.code_offset, used = reg->hdr.code_used;
+	uint64_t old_object = u->object;
+	_cleanup_free_ uint8_t *buf = NULL;
+	int r;
+
+	if (!used)
+		return 0;
+	buf = malloc(used);
+	if (!buf)
+		return -ENOMEM;
+	r = inj_mem_read(tg->proc, code, buf, used);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < rel->n; i++) {
+		struct reloc_func *f = &rel->funcs[i];
+		if (!f->res)
+			continue;
+		uint64_t at =
+		    moved_in(f->dest, old_start, old_end) ? f->dest + (uint64_t)delta : f->dest;
+		if (at < code || at + f->size > code + used)
+			return -EINVAL;
+		r = copier_relocate(buf + (at - code), f->res, old_start, old_end, delta);
+		if (r < 0)
+			return r;
+		f->dest = f->res->dest_addr;
+	}
+	/* The copies' FDEs hold absolute pc_begin pointers (ehframe.h). */
+	if (u->eh_frame && moved_in(u->eh_frame, old_start, old_end)) {
+		uint64_t off = u->eh_frame + (uint64_t)delta - code, end = off + u->eh_frame_size;
+		while (off + 8 <= end) {
+			uint32_t len, id;
+			memcpy(&len, buf + off, 4);
+			if (!len || len == UINT32_MAX || off + 4 + len > end)
+				break;
+			memcpy(&id, buf + off + 4, 4);
+			if (id && len >= 12) {
+				uint64_t pc;
+				memcpy(&pc, buf + off + 8, 8);
+				if (moved_in(pc, old_start, old_end))
+					pc += (uint64_t)delta;
+				memcpy(buf + off + 8, &pc, 8);
+			}
+			off += 4 + len;
+		}
+		u->eh_frame += (uint64_t)delta;
+	}
+	if (u->trap && moved_in(u->trap, old_start, old_end))
+		u->trap += (uint64_t)delta;
+	r = inj_mem_write(tg->proc, code, buf, used, NULL);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < rel->n; i++) {
+		struct reloc_func *f = &rel->funcs[i];
+		if (!f->res || !f->patch.applied)
+			continue;
+		r = inj_patch_retarget(tg->proc, &f->patch, f->dest + f->res->entry_patch_off);
+		if (r == -ESRCH)
+			return r;
+		if (r < 0)
+			log_warn("%d: the entry of %s could not follow its copy: %s", tg->pid,
+				 f->fn->name ? f->fn->name : "?", strerror(-r));
+	}
+	if (u->object && moved_in(u->object, old_start, old_end)) {
+		u->object += (uint64_t)delta;
+		if (u->registered) {
+			r = unwind_moved(tg, rel, old_object, old_start, old_end, delta);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
 }

@@ -125,3 +125,30 @@ int relocate_write_perf_map(const struct relocation *rel, const char *path);
 struct relocation *relocation_ref(struct relocation *rel);
 /* Drops a reference; the last one frees. */
 void relocation_free(struct relocation *rel);
+
+/*
+ * A fork child shares its parent's relocation until one of them moves its
+ * region: then the mover gets a private copy of the records (the modules
+ * stay shared). 0 or -ENOMEM.
+ */
+int relocate_unshare(struct relocation **relp);
+
+/*
+ * The span of addresses the copies must reach with rel32/disp32 (their
+ * outbound targets outside [skip_start, skip_end), the region, and the
+ * originals whose entries jump to them). 0, or -ENOENT when nothing is
+ * relocated.
+ */
+int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t skip_end,
+		   uint64_t *ret_lo, uint64_t *ret_hi);
+
+/*
+ * tg's region moved from [old_start, old_end) by delta (its pages were
+ * remapped, contents intact; tg->region already describes the new place).
+ * Rewrites what refers across the move: the copies' outbound fields, the
+ * FDEs' pc_begin, the entry patches, and libgcc's record of the unwind
+ * information. Thread registers and stacks are the caller's. The world must
+ * be stopped. 0, -ESRCH, -ERANGE (a field no longer reaches), -errno.
+ */
+int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start,
+		   uint64_t old_end, int64_t delta);

@@ -53,6 +53,34 @@ static struct json_object *functions_json(const struct supervisor *sv)
 	return o;
 }
 
+/* collisions, traps and latency_us: what the guard did. */
+static void guard_json(const struct supervisor *sv, struct json_object *o)
+{
+	const struct guard_stats *g = &sv->gstats;
+	struct json_object *c = json_object_new_object();
+	struct json_object *t = json_object_new_object();
+	struct json_object *l = json_object_new_object();
+	uint64_t total = g->stack;
+
+	for (int k = INJ_REQ_MMAP; k < INJ_REQ_KINDS; k++) {
+		json_object_object_add(c, inj_request_kind_name(k),
+				       json_object_new_uint64(g->collisions[k]));
+		total += g->collisions[k];
+	}
+	json_object_object_add(c, "stack", json_object_new_uint64(g->stack));
+	json_object_object_add(c, "total", json_object_new_uint64(total));
+	json_object_object_add(o, "collisions", c);
+	json_object_object_add(t, "total", json_object_new_uint64(g->traps));
+	json_object_object_add(t, "colliding", json_object_new_uint64(g->colliding));
+	json_object_object_add(o, "traps", t);
+	json_object_object_add(l, "count", json_object_new_uint64(g->n_latency));
+	json_object_object_add(l, "median",
+			       json_object_new_double(guard_latency_percentile(g, 50)));
+	json_object_object_add(l, "p99", json_object_new_double(guard_latency_percentile(g, 99)));
+	json_object_object_add(l, "max", json_object_new_double(guard_latency_percentile(g, 100)));
+	json_object_object_add(o, "latency_us", l);
+}
+
 static struct json_object *stats_json(const struct supervisor *sv)
 {
 	const struct target *root = sv->root;
@@ -77,9 +105,10 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(region, "address", json_object_new_uint64(base));
 	json_object_object_add(region, "bytes", json_object_new_uint64(bytes));
 	json_object_object_add(region, "pages", json_object_new_uint64(bytes / 4096));
-	json_object_object_add(region, "moves", json_object_new_uint64(0));
+	json_object_object_add(region, "moves", json_object_new_uint64(sv->gstats.moves));
 	json_object_object_add(region, "huge_pages", json_object_new_uint64(huge));
 	json_object_object_add(o, "region", region);
+	guard_json(sv, o);
 	json_object_object_add(o, "attach_pause_us", json_object_new_uint64(root->attach_pause_us));
 	json_object_object_add(o, "detach_pause_us", json_object_new_uint64(root->detach_pause_us));
 	json_object_object_add(o, "attach_stop_us", json_object_new_uint64(root->attach_stop_us));
@@ -148,6 +177,14 @@ static void print_summary(const struct supervisor *sv)
 		 " us; %zu threads, %zu processes",
 		 root->pid, fate, sv->last_region.base, bytes >> 10, sv->last_region.huge_pages,
 		 root->attach_pause_us, root->detach_pause_us, root->max_threads, sv->nprocesses);
+	if (sv->gstats.traps || sv->gstats.colliding)
+		log_info("%d: %" PRIu64 " requests trapped, %" PRIu64
+			 " collided with optd's pages, %" PRIu64
+			 " moves; trap to resume median %.0f us, p99 %.0f us, max %.0f us",
+			 root->pid, sv->gstats.traps, sv->gstats.colliding, sv->gstats.moves,
+			 guard_latency_percentile(&sv->gstats, 50),
+			 guard_latency_percentile(&sv->gstats, 99),
+			 guard_latency_percentile(&sv->gstats, 100));
 }
 
 void stats_finish(struct supervisor *sv, int optd_status)

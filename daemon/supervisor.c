@@ -38,6 +38,7 @@
 #include "syscall.h"
 #include "target.h"
 #include "util.h"
+#include "guard.h"
 
 #define STACK_GUARD_GAP (1ULL << 20)
 
@@ -55,6 +56,16 @@ static void target_exec(struct target *tg, struct inj_thread *t);
 static const struct range known_hint_ranges[] = {
     {0xc000000000ULL, 0xc000000000ULL + (64ULL << 30)},
 };
+
+int supervisor_hint_ranges(struct rangeset *s)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(known_hint_ranges); i++) {
+		int r = rangeset_add(s, known_hint_ranges[i].start, known_hint_ranges[i].end);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
 
 const char *target_state_name(enum target_state s)
 {
@@ -150,6 +161,7 @@ static void target_release(struct target *tg)
 	tg->proc = NULL;
 	inj_region_free(tg->region);
 	tg->region = NULL;
+	guard_free(&tg->guard);
 	tg->state = TARGET_GONE;
 	for (struct target **pp = &sv->targets; *pp; pp = &(*pp)->next) {
 		if (*pp == tg) {
@@ -236,11 +248,9 @@ static int target_inject(struct target *tg)
 			size = ALIGN_UP(need + OPTD_REGION_HEADER_PAGE, INJ_HUGE_PAGE);
 	}
 	align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : 4096;
-	for (size_t i = 0; i < ARRAY_SIZE(known_hint_ranges); i++) {
-		r = rangeset_add(&avoid, known_hint_ranges[i].start, known_hint_ranges[i].end);
-		if (r < 0)
-			return r;
-	}
+	r = supervisor_hint_ranges(&avoid);
+	if (r < 0)
+		return r;
 	policy.avoid = &avoid;
 	r = maps_read(tg->pid, &m);
 	if (r < 0)
@@ -263,6 +273,17 @@ static int target_inject(struct target *tg)
 		return r;
 	if (tg->root)
 		tg->sv->last_region = *tg->region;
+	r = guard_install(tg);
+	if (r < 0) {
+		if (r == -ESRCH)
+			return r;
+		log_warn("%d: cannot install the seccomp filter that guards optd's pages (%s): "
+			 "guarding with PTRACE_SYSCALL, which stops at every syscall",
+			 tg->pid, strerror(-r));
+		tg->guard.syscall_mode = true;
+		tg->guard.active = true;
+		tg->proc->resume_with_syscall = true;
+	}
 	tg->state = TARGET_RUNNING;
 	if (tg->rel) {
 		r = relocate_apply(tg, tg->rel);
@@ -276,6 +297,28 @@ static int target_inject(struct target *tg)
 	if (opt->relocate == RELOCATE_HOT)
 		target_start_profile(tg);
 	return 0;
+}
+
+/*
+ * Resumes a stopped world. Threads that reached a guarded request while it
+ * was stopped are looked at first: a colliding one moves the region.
+ */
+static int target_resume(struct target *tg)
+{
+	int r = guard_before_resume(tg);
+
+	if (r < 0 && r != -ESRCH)
+		log_error("%d: cannot move optd's pages out of the way of the target's request: %s",
+			  tg->pid, strerror(-r));
+	return inj_process_resume(tg->proc);
+}
+
+void target_region_moved(struct target *tg)
+{
+	if (tg->root)
+		tg->sv->last_region = *tg->region;
+	if (tg->perf_map[0])
+		target_write_perf_map(tg);
 }
 
 static void report_inject_failure(struct target *tg, int r)
@@ -348,6 +391,9 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 			target_write_perf_map(tg);
 		}
 	}
+	/* The filter is inherited with the address space (a vfork child's is its parent's). */
+	if (guard_inherit(tg, parent) < 0)
+		log_warn("out of memory following the guard of %d", c->pid);
 	tg->state = TARGET_RUNNING;
 	log_debug("following %s child %d of %d%s",
 		  c->event == PTRACE_EVENT_VFORK ? "vfork" : "fork", c->pid, parent->pid,
@@ -433,7 +479,7 @@ static void target_relocate(struct target *tg, const uint64_t *ips, size_t n)
 			log_info("%d: %" PRIu64 " hot functions relocated from %" PRIu64 " samples",
 				 tg->pid, rs->relocated, rs->samples);
 		}
-		(void)inj_process_resume(tg->proc);
+		(void)target_resume(tg);
 	}
 	tg->relocate_pause_us += now_us() - t0;
 	unboost_self(sv);
@@ -622,7 +668,7 @@ static bool entry_reached(struct target *tg, struct inj_thread *t)
 		if (r < 0)
 			report_inject_failure(tg, r);
 	}
-	(void)inj_process_resume(tg->proc);
+	(void)target_resume(tg);
 	if (tg->root) {
 		tg->attach_stop_us = t1 - t0;
 		tg->attach_pause_us = now_us() - t1;
@@ -731,6 +777,8 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 	if (st.kind == INJ_STOP_EVENT)
 		handle_event(tg, t, &st);
 	if (tg->state == TARGET_GONE)
+		return;
+	if (guard_on_stop(tg, t, &st))
 		return;
 	if (inj_thread_resume(t) == -ESRCH)
 		t->stop = INJ_RUNNING; /* its exit status is on its way */
@@ -903,7 +951,7 @@ static int target_detach(struct target *tg)
 		    relocate_unwinder_busy(tg, tg->rel, true, translate_copy, tg, &busy) < 0 ||
 		    !busy)
 			break;
-		(void)inj_process_resume(tg->proc);
+		(void)target_resume(tg);
 		nanosleep(&(struct timespec){0, RELOCATE_RETRY_MS * 1000000L}, NULL);
 	}
 	t1 = now_us();
@@ -1124,7 +1172,7 @@ static int attach_main(struct supervisor *sv)
 		supervisor_detach_all(sv);
 		return OPTD_EXIT_SOFTWARE;
 	}
-	r = inj_process_resume(proc);
+	r = target_resume(tg);
 	tg->attach_pause_us = now_us() - t1;
 	unboost_self(sv);
 	if (r < 0 && r != -ESRCH)
@@ -1179,7 +1227,7 @@ static int run_main(struct supervisor *sv)
 			return OPTD_EXIT_SOFTWARE;
 		}
 	}
-	r = inj_process_resume(proc);
+	r = target_resume(tg);
 	tg->attach_pause_us = now_us() - t0;
 	unboost_self(sv);
 	if (r < 0 && r != -ESRCH)

@@ -11,6 +11,8 @@
 
 #include "optd.h"
 #include "process.h"
+#include "guard.h"
+#include "range.h"
 #include "region.h"
 #include "target.h"
 
@@ -34,9 +36,13 @@ struct supervisor {
 	size_t exec_injections;	       /* regions injected after an execve */
 	struct inj_region last_region; /* the root's latest region, kept for the statistics */
 	struct relocation *root_rel;   /* the root's relocation, kept for the statistics */
+	struct guard_stats gstats;     /* collisions and moves in every process */
 };
 
 uint64_t now_us(void);
+
+/* Adds the address ranges runtimes ask for by hint, which the region keeps clear of. */
+int supervisor_hint_ranges(struct rangeset *s);
 
 /* Detaches every live target (removing regions). */
 void supervisor_detach_all(struct supervisor *sv);

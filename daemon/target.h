@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "guard.h"
 #include "process.h"
 #include "region.h"
 
@@ -42,6 +43,7 @@ struct target {
 	uint64_t entry_bp;	     /* AT_ENTRY while an int3 waits there for relocation, else 0 */
 	uint8_t entry_byte;	     /* the byte the int3 replaced */
 	char perf_map[64];	     /* the perf map written for the copies, "" if none */
+	struct guard guard;	     /* the seccomp filters that trap requests for the region */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */
@@ -54,3 +56,6 @@ struct target {
 };
 
 const char *target_state_name(enum target_state s);
+
+/* The region moved (the guard): statistics and the perf map follow it. */
+void target_region_moved(struct target *tg);

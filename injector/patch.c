@@ -147,3 +147,27 @@ int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n
 	}
 	return first;
 }
+
+int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target)
+{
+	struct inj_patch np;
+	uint8_t cur[INJ_PATCH_LEN];
+	int r;
+
+	if (!p->applied)
+		return -EINVAL;
+	r = inj_patch_prepare(p->addr, target, p->orig, &np);
+	if (r < 0)
+		return r;
+	r = inj_mem_read(proc, p->addr, cur, sizeof(cur));
+	if (r < 0)
+		return r;
+	if (memcmp(cur, p->jmp, sizeof(cur)) != 0)
+		return -ESTALE;
+	r = inj_mem_write(proc, p->addr, np.jmp, INJ_PATCH_LEN, NULL);
+	if (r < 0)
+		return r;
+	np.applied = true;
+	*p = np;
+	return 0;
+}

@@ -57,3 +57,11 @@ int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t 
  * undone. The world must be stopped.
  */
 int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n);
+
+/*
+ * Points an applied patch at a new target (its copy moved): the jmp in the
+ * target is rewritten, after checking it is still the one written. The
+ * world must be stopped. 0, -ERANGE (rel32 cannot reach), -ESTALE (the
+ * bytes there are not our jmp), -ESRCH, -errno.
+ */
+int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target);
