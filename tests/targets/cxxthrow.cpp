@@ -15,6 +15,11 @@
 // of exceptions and backtraces, prints "tick K ..." and announces "tick K".
 // At end of input it stops the threads and checks every one caught all it
 // threw.
+//
+// cxxthrow --grow=KIB: halfway through the exceptions, grows the heap by KIB
+// KiB in small blocks (the program break moves up), so that a region placed
+// just above the break must move while libgcc holds its record of the
+// copies' unwind information; the exceptions after it must still be caught.
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -170,12 +175,15 @@ static int busy_main(int nthreads, int fd)
 int main(int argc, char **argv)
 {
 	int busy = 0, fd = -1;
+	long grow = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (!std::strncmp(argv[i], "--busy=", 7))
 			busy = std::atoi(argv[i] + 7);
 		else if (!std::strncmp(argv[i], "--checkpoint=", 13))
 			fd = std::atoi(argv[i] + 13);
+		else if (!std::strncmp(argv[i], "--grow=", 7))
+			grow = std::atol(argv[i] + 7);
 		else
 			return 2;
 	}
@@ -185,7 +193,15 @@ int main(int argc, char **argv)
 	int caught = 0;
 	size_t chars = 0;
 
+	std::string heap;
 	for (int i = 0; i < 2000; i++) {
+		if (i == 1000 && grow > 0) {
+			/* Small blocks come from the break, not from mmap. */
+			for (long k = 0; k < grow; k++)
+				heap.append(1024, (char)('a' + k % 26));
+			std::printf("heap grown by %ld KiB, sum %d\n", grow,
+				    (int)(heap[heap.size() / 2] + heap[heap.size() - 1]));
+		}
 		try {
 			middle(i % 25);
 		} catch (const std::runtime_error &e) {
