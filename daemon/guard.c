@@ -46,8 +46,6 @@
 #define KERNEL_FILTER_BUDGET 32768
 #define FILTER_COST(n) ((n) + (n) / 4 + 3 + 4)
 #define STACK_GUARD_GAP (1ULL << 20)
-/* Stack frames walked per thread before a move. */
-#define MAX_FRAMES 4096
 
 static int cap_sys_admin(pid_t pid, bool *ret)
 {
@@ -217,83 +215,6 @@ void guard_free(struct guard *g)
 
 /* ---- moving the region ---- */
 
-struct ra_fix {
-	uint64_t slot, value;
-};
-
-static int translate(void *opaque, uint64_t ip, uint64_t *ret_orig)
-{
-	struct target *tg = opaque;
-	uint64_t orig;
-
-	if (!tg->rel || ip < tg->region->base || ip >= tg->region->base + tg->region->size)
-		return -ENOENT;
-	orig = relocate_copy_to_orig(tg->rel, ip);
-	if (!orig)
-		return -EINVAL;
-	*ret_orig = orig;
-	return 0;
-}
-
-/*
- * Every stack slot that holds a return address into the region (and every
- * signal frame's saved rip there), found by walking each thread's stack
- * with the originals' CFI for frames in copies.
- */
-static int collect_return_addresses(struct target *tg, struct ra_fix **ret, size_t *ret_n)
-{
-	struct inj_region *reg = tg->region;
-	struct inj_unwinder *u = NULL;
-	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
-	struct ra_fix *v = NULL;
-	size_t n = 0, cap = 0;
-	int r;
-
-	if (!frames)
-		return -ENOMEM;
-	r = inj_unwinder_new(tg->proc, &u);
-	if (r < 0)
-		return r;
-	r = inj_unwinder_set_translate(u, translate, tg);
-	for (size_t i = 0; r == 0 && i < tg->proc->nthreads; i++) {
-		struct inj_thread *t = tg->proc->threads[i];
-		enum inj_stack_end end;
-		size_t nf = 0;
-
-		if (t->zombie)
-			continue;
-		if (inj_stack_walk(u, t, frames, MAX_FRAMES, &nf, &end) < 0 ||
-		    end != INJ_STACK_END_OUTERMOST)
-			log_debug(
-			    "thread %d of %d: stack walk incomplete (%zu frames) before a move",
-			    t->tid, tg->pid, nf);
-		for (size_t k = 0; k + 1 < nf; k++) {
-			uint64_t ip = frames[k + 1].ip;
-			if (!frames[k].ra_slot || ip < reg->base || ip >= reg->base + reg->size)
-				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				struct ra_fix *nv = realloc(v, ncap * sizeof(*nv));
-				if (!nv) {
-					r = -ENOMEM;
-					break;
-				}
-				v = nv;
-				cap = ncap;
-			}
-			v[n++] = (struct ra_fix){frames[k].ra_slot, ip};
-		}
-	}
-	inj_unwinder_free(u);
-	if (r < 0) {
-		free(v);
-		return r;
-	}
-	*ret = v;
-	*ret_n = n;
-	return 0;
-}
-
 /* Where the region may go: as close as the copies' reach demands, clear of avoid. */
 static int choose_place(struct target *tg, const struct rangeset *avoid, const struct range *within,
 			uint64_t *ret_addr)
@@ -389,8 +310,8 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 	struct guard *g = &tg->guard;
 	struct inj_region *reg = tg->region;
 	uint64_t old = reg->base, size = reg->size, addr = 0;
-	_cleanup_free_ struct ra_fix *ras = NULL;
-	size_t n_ras = 0;
+	_cleanup_free_ struct target_return *ras = NULL;
+	size_t n_ras = 0, incomplete = 0;
 	int64_t delta;
 	int r;
 
@@ -398,9 +319,14 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 		r = relocate_unshare(&tg->rel);
 		if (r < 0)
 			return r;
-		r = collect_return_addresses(tg, &ras, &n_ras);
+		r = target_region_returns(tg, &ras, &n_ras, &incomplete);
 		if (r < 0)
 			return r;
+		if (incomplete)
+			log_warn(
+			    "%d: %zu stacks could not be walked to their end before optd's pages "
+			    "moved: a return into the old place may remain",
+			    tg->pid, incomplete);
 	}
 	/* Inside the newest window if there is room, so that no new filter is needed. */
 	r = g->n_windows ? choose_place(tg, avoid, &g->windows[g->n_windows - 1], &addr) : -ENOSPC;
@@ -437,7 +363,7 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			return r;
 	}
 	for (size_t i = 0; i < n_ras; i++) {
-		uint64_t v = ras[i].value + (uint64_t)delta;
+		uint64_t v = ras[i].ip + (uint64_t)delta;
 		r = inj_mem_write(tg->proc, ras[i].slot, &v, sizeof(v), NULL);
 		if (r < 0)
 			return r;

@@ -818,20 +818,18 @@ static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
 	return 0;
 }
 
-/*
- * Rewrites every return address (and signal frame's saved rip) on every
- * thread's stack that leads into a copy, to the same place in the
- * original. Returns 0 when every stack was walked to its outermost frame
- * and everything found was rewritten: nothing can lead into the region.
- */
-static int unrelocate_stacks(struct target *tg)
+int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
+			  size_t *ret_incomplete)
 {
 	struct inj_region *reg = tg->region;
 	struct inj_unwinder *u = NULL;
 	enum { MAX_FRAMES = 4096 };
 	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
-	int r, incomplete = 0;
+	struct target_return *v = NULL;
+	size_t n = 0, cap = 0;
+	int r;
 
+	*ret_incomplete = 0;
 	if (!frames)
 		return -ENOMEM;
 	r = inj_unwinder_new(tg->proc, &u);
@@ -841,33 +839,66 @@ static int unrelocate_stacks(struct target *tg)
 	for (size_t i = 0; r == 0 && i < tg->proc->nthreads; i++) {
 		struct inj_thread *t = tg->proc->threads[i];
 		enum inj_stack_end end;
-		size_t n = 0;
+		size_t nf = 0;
 
 		if (t->zombie)
 			continue;
-		if (inj_stack_walk(u, t, frames, MAX_FRAMES, &n, &end) < 0 ||
+		if (inj_stack_walk(u, t, frames, MAX_FRAMES, &nf, &end) < 0 ||
 		    end != INJ_STACK_END_OUTERMOST) {
 			log_debug("thread %d of %d: stack walk incomplete (%zu frames)", t->tid,
-				  tg->pid, n);
-			incomplete++;
+				  tg->pid, nf);
+			(*ret_incomplete)++;
 		}
-		for (size_t k = 0; k + 1 < n; k++) {
-			uint64_t ip = frames[k + 1].ip, orig;
+		for (size_t k = 0; k + 1 < nf; k++) {
+			uint64_t ip = frames[k + 1].ip;
 			if (!frames[k].ra_slot || ip < reg->base || ip >= reg->base + reg->size)
 				continue;
-			orig = relocate_copy_to_orig(tg->rel, ip);
-			if (!orig || inj_mem_write(tg->proc, frames[k].ra_slot, &orig, sizeof(orig),
-						   NULL) < 0) {
-				incomplete++;
-				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 64;
+				struct target_return *nv = realloc(v, ncap * sizeof(*nv));
+				if (!nv) {
+					r = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = ncap;
 			}
-			log_debug("thread %d: return address %#" PRIx64 " -> %#" PRIx64, t->tid, ip,
-				  orig);
+			v[n++] = (struct target_return){t->tid, frames[k].ra_slot, ip};
 		}
 	}
 	inj_unwinder_free(u);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * Rewrites every return address (and signal frame's saved rip) on every
+ * thread's stack that leads into a copy, to the same place in the
+ * original. Returns 0 when every stack was walked to its outermost frame
+ * and everything found was rewritten: nothing can lead into the region.
+ */
+static int unrelocate_stacks(struct target *tg)
+{
+	_cleanup_free_ struct target_return *ras = NULL;
+	size_t n = 0, incomplete = 0;
+	int r = target_region_returns(tg, &ras, &n, &incomplete);
+
 	if (r < 0)
 		return r;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t orig = relocate_copy_to_orig(tg->rel, ras[i].ip);
+		if (!orig || inj_mem_write(tg->proc, ras[i].slot, &orig, sizeof(orig), NULL) < 0) {
+			incomplete++;
+			continue;
+		}
+		log_debug("thread %d: return address %#" PRIx64 " -> %#" PRIx64, ras[i].tid,
+			  ras[i].ip, orig);
+	}
 	return incomplete ? -EAGAIN : 0;
 }
 

@@ -57,5 +57,21 @@ struct target {
 
 const char *target_state_name(enum target_state s);
 
+/* A return address (or signal frame's saved rip) into the region, and where it is stored. */
+struct target_return {
+	pid_t tid;
+	uint64_t slot;
+	uint64_t ip;
+};
+
+/*
+ * Walks every thread's stack (the originals' CFI for frames in copies) and
+ * lists the slots that hold a return address into tg's region. The world
+ * must be stopped. *ret_incomplete counts the stacks that could not be
+ * walked to their outermost frame. 0, -ENOMEM, -errno.
+ */
+int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
+			  size_t *ret_incomplete);
+
 /* The region moved (the guard): statistics and the perf map follow it. */
 void target_region_moved(struct target *tg);
