@@ -31,12 +31,13 @@
 
 #define PAGE 4096ULL
 /*
- * The window a filter guards: the region rounded out to 2 MiB with 2 MiB
- * more on each side, so that a move that can stay inside it (clear of the
- * request) needs no new filter.
+ * The window a filter guards: the region rounded out to 2 MiB, with a margin
+ * on each side of the region's own rounded size plus 2 MiB, so that the
+ * region (with its gap pages and alignment) fits in either margin and a move
+ * that stays clear of the request needs no new filter.
  */
 #define WINDOW_ALIGN (2ULL << 20)
-#define WINDOW_MARGIN (2ULL << 20)
+#define WINDOW_MARGIN(size) (ALIGN_UP((size), WINDOW_ALIGN) + WINDOW_ALIGN)
 /*
  * The kernel's cap on the instructions of all filters of a process
  * (MAX_INSNS_PER_PATH). It counts each filter after translation to eBPF,
@@ -158,9 +159,11 @@ static int guard_window(struct target *tg)
 
 	if (g->syscall_mode || covered(g, reg->base, reg->base + reg->size))
 		return 0;
+	uint64_t margin = WINDOW_MARGIN(reg->size);
+
 	w.start = ALIGN_DOWN(reg->base, WINDOW_ALIGN);
-	w.start = w.start > WINDOW_MARGIN ? w.start - WINDOW_MARGIN : PAGE;
-	w.end = ALIGN_UP(reg->base + reg->size, WINDOW_ALIGN) + WINDOW_MARGIN;
+	w.start = w.start > margin ? w.start - margin : PAGE;
+	w.end = ALIGN_UP(reg->base + reg->size, WINDOW_ALIGN) + margin;
 	w.brk_start = g->start_brk;
 	return install_filter(tg, &w);
 }
@@ -558,6 +561,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 			  tg->pid, strerror(-r));
 	note_latency(s, now_us() - t0);
 	(void)inj_process_resume(tg->proc);
+	target_after_move(tg);
 	return true;
 }
 

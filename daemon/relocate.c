@@ -559,9 +559,9 @@ struct redirect_ctx {
 	struct target *tg;
 	const struct maps *maps;
 	uint64_t region_start, region_end; /* every copy lies in here */
-	/* PLT stubs already looked at: open addressing, stub 0 = empty. */
+	/* PLT entries already looked at: open addressing, entry 0 = an empty cell. */
 	struct plt_entry {
-		uint64_t stub, resolved; /* resolved 0: not made direct */
+		uint64_t entry, resolved; /* resolved 0: not made direct */
 	} * plt;
 	size_t plt_cap, plt_n;
 	uint32_t made_direct; /* PLT calls made direct in the function being copied */
@@ -581,22 +581,22 @@ static bool in_ranges(const struct range *v, size_t n, uint64_t addr)
 }
 
 /*
- * The function the PLT entry at stub leads to, when the call may skip the
- * entry: the stub is `jmp *slot(%rip)`, the slot lies in memory that is
+ * The function the PLT entry at entry leads to, when the call may skip it:
+ * the entry is `jmp *slot(%rip)`, the slot lies in memory that is
  * read-only now (RELRO with immediate binding: the dynamic linker wrote it
  * before protecting it and nothing writes it again), its value is
  * executable code outside every PLT (resolved, not the lazy-binding path),
  * and rel32 reaches it from everywhere in the region. 0 otherwise.
  */
-static uint64_t plt_resolve(struct redirect_ctx *c, const struct module *mod, uint64_t stub)
+static uint64_t plt_resolve(struct redirect_ctx *c, const struct module *mod, uint64_t entry)
 {
 	uint8_t code[16];
 	uint64_t slot, value;
 	const struct maps_entry *e;
 	const struct module *vmod;
 
-	if (inj_mem_read(c->tg->proc, stub, code, sizeof(code)) < 0 ||
-	    copier_plt_slot(code, sizeof(code), stub, &slot) < 0)
+	if (inj_mem_read(c->tg->proc, entry, code, sizeof(code)) < 0 ||
+	    copier_plt_slot(code, sizeof(code), entry, &slot) < 0)
 		return 0;
 	e = maps_find(c->maps, slot);
 	if (!e || (e->prot & PROT_WRITE) || slot + 8 > e->end)
@@ -630,10 +630,10 @@ static uint64_t plt_direct(struct redirect_ctx *c, uint64_t target)
 		if (!v)
 			return 0;
 		for (size_t k = 0; k < c->plt_cap; k++) {
-			if (!c->plt[k].stub)
+			if (!c->plt[k].entry)
 				continue;
-			for (i = (c->plt[k].stub * 0x9E3779B97F4A7C15ULL) >> 40 & (ncap - 1);
-			     v[i].stub; i = (i + 1) & (ncap - 1))
+			for (i = (c->plt[k].entry * 0x9E3779B97F4A7C15ULL) >> 40 & (ncap - 1);
+			     v[i].entry; i = (i + 1) & (ncap - 1))
 				;
 			v[i] = c->plt[k];
 		}
@@ -641,11 +641,11 @@ static uint64_t plt_direct(struct redirect_ctx *c, uint64_t target)
 		c->plt = v;
 		c->plt_cap = ncap;
 	}
-	for (i = (target * 0x9E3779B97F4A7C15ULL) >> 40 & (c->plt_cap - 1); c->plt[i].stub;
+	for (i = (target * 0x9E3779B97F4A7C15ULL) >> 40 & (c->plt_cap - 1); c->plt[i].entry;
 	     i = (i + 1) & (c->plt_cap - 1))
-		if (c->plt[i].stub == target)
+		if (c->plt[i].entry == target)
 			return c->plt[i].resolved;
-	c->plt[i].stub = target;
+	c->plt[i].entry = target;
 	c->plt[i].resolved = plt_resolve(c, mod, target);
 	c->plt_n++;
 	return c->plt[i].resolved;

@@ -310,15 +310,24 @@ static int target_resume(struct target *tg)
 	if (r < 0 && r != -ESRCH)
 		log_error("%d: cannot move optd's pages out of the way of the target's request: %s",
 			  tg->pid, strerror(-r));
-	return inj_process_resume(tg->proc);
+	r = inj_process_resume(tg->proc);
+	target_after_move(tg);
+	return r;
 }
 
 void target_region_moved(struct target *tg)
 {
 	if (tg->root)
 		tg->sv->last_region = *tg->region;
-	if (tg->perf_map[0])
-		target_write_perf_map(tg);
+	tg->perf_map_stale = tg->perf_map[0] != 0;
+}
+
+void target_after_move(struct target *tg)
+{
+	if (!tg->perf_map_stale)
+		return;
+	tg->perf_map_stale = false;
+	target_write_perf_map(tg);
 }
 
 static void report_inject_failure(struct target *tg, int r)

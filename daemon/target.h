@@ -44,6 +44,7 @@ struct target {
 	uint8_t entry_byte;	     /* the byte the int3 replaced */
 	char perf_map[64];	     /* the perf map written for the copies, "" if none */
 	struct guard guard;	     /* the seccomp filters that trap requests for the region */
+	bool perf_map_stale; /* the region moved: the perf map is rewritten after the resume */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */
@@ -73,5 +74,9 @@ struct target_return {
 int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
 			  size_t *ret_incomplete);
 
-/* The region moved (the guard): statistics and the perf map follow it. */
+/*
+ * The region moved (the guard), with the world stopped: the statistics follow
+ * it at once, the perf map in target_after_move(), once the target runs again.
+ */
 void target_region_moved(struct target *tg);
+void target_after_move(struct target *tg);
