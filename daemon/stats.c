@@ -177,7 +177,7 @@ static void print_summary(const struct supervisor *sv)
 		 " us; %zu threads, %zu processes",
 		 root->pid, fate, sv->last_region.base, bytes >> 10, sv->last_region.huge_pages,
 		 root->attach_pause_us, root->detach_pause_us, root->max_threads, sv->nprocesses);
-	if (sv->gstats.traps || sv->gstats.colliding)
+	if (sv->gstats.colliding)
 		log_info("%d: %" PRIu64 " requests trapped, %" PRIu64
 			 " collided with optd's pages, %" PRIu64
 			 " moves; trap to resume median %.0f us, p99 %.0f us, max %.0f us",
@@ -185,6 +185,9 @@ static void print_summary(const struct supervisor *sv)
 			 guard_latency_percentile(&sv->gstats, 50),
 			 guard_latency_percentile(&sv->gstats, 99),
 			 guard_latency_percentile(&sv->gstats, 100));
+	else if (sv->gstats.traps)
+		log_info("%d: %" PRIu64 " requests trapped, none collided with optd's pages",
+			 root->pid, sv->gstats.traps);
 }
 
 void stats_finish(struct supervisor *sv, int optd_status)
