@@ -150,22 +150,31 @@ static bool covered(const struct guard *g, uint64_t start, uint64_t end)
 	return false;
 }
 
-/* A filter for the region's current place, unless one already guards it. */
+/* A filter for every piece of the region that no filter guards yet. */
 static int guard_window(struct target *tg)
 {
 	struct guard *g = &tg->guard;
 	struct inj_region *reg = tg->region;
-	struct inj_guard_window w;
 
-	if (g->syscall_mode || covered(g, reg->base, reg->base + reg->size))
+	if (g->syscall_mode)
 		return 0;
-	uint64_t margin = WINDOW_MARGIN(reg->size);
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		const struct optd_region_piece *pc = &reg->pieces[i];
+		uint64_t margin = WINDOW_MARGIN(reg->size);
+		struct inj_guard_window w;
+		int r;
 
-	w.start = ALIGN_DOWN(reg->base, WINDOW_ALIGN);
-	w.start = w.start > margin ? w.start - margin : PAGE;
-	w.end = ALIGN_UP(reg->base + reg->size, WINDOW_ALIGN) + margin;
-	w.brk_start = g->start_brk;
-	return install_filter(tg, &w);
+		if (covered(g, pc->addr, pc->addr + pc->len))
+			continue;
+		w.start = ALIGN_DOWN(pc->addr, WINDOW_ALIGN);
+		w.start = w.start > margin ? w.start - margin : PAGE;
+		w.end = ALIGN_UP(pc->addr + pc->len, WINDOW_ALIGN) + margin;
+		w.brk_start = g->start_brk;
+		r = install_filter(tg, &w);
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 int guard_install(struct target *tg)
@@ -218,12 +227,15 @@ void guard_free(struct guard *g)
 
 /* ---- moving the region ---- */
 
-/* Where the region may go: as close as the copies' reach demands, clear of avoid. */
+/*
+ * Where size bytes of the region may go: within rel32 reach of [lo, hi)
+ * (the main executable when both are 0), clear of avoid and, if within is
+ * given, inside it.
+ */
 static int choose_place(struct target *tg, const struct rangeset *avoid, const struct range *within,
-			uint64_t *ret_addr)
+			uint64_t size, uint64_t lo, uint64_t hi, uint64_t *ret_addr)
 {
 	const struct optd_options *opt = tg->sv->opt;
-	struct inj_region *reg = tg->region;
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	_cleanup_(rangeset_free) struct rangeset all = RANGESET_INIT;
@@ -232,8 +244,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 	    .stack_guard_gap = STACK_GUARD_GAP,
 	    .gap = PAGE,
 	};
-	uint64_t lo = 0, hi = 0;
-	uint64_t align = reg->size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : PAGE;
+	uint64_t align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : PAGE;
 	struct procfs_stat ps;
 	int r;
 
@@ -242,7 +253,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 	r = maps_read(tg->pid, &m);
 	if (r < 0)
 		return r;
-	if (!tg->rel || relocate_reach(tg->rel, reg->base, reg->base + reg->size, &lo, &hi) < 0) {
+	if (lo >= hi) {
 		lo = hi = 0;
 		if (procfs_read_stat(tg->pid, &ps) == 0 && ps.start_code) {
 			const struct maps_entry *e = maps_find(m, ps.start_code);
@@ -265,9 +276,9 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 			return r;
 	}
 	policy.avoid = &all;
-	r = inj_region_find_place(t, m, lo, hi, reg->size, align, &policy, ret_addr);
+	r = inj_region_find_place(t, m, lo, hi, size, align, &policy, ret_addr);
 	if (r == -ENOSPC && align > PAGE)
-		r = inj_region_find_place(t, m, lo, hi, reg->size, PAGE, &policy, ret_addr);
+		r = inj_region_find_place(t, m, lo, hi, size, PAGE, &policy, ret_addr);
 	return r;
 }
 
@@ -302,49 +313,80 @@ static int remap_pages(struct target *tg, uint64_t old, uint64_t size, int64_t d
 }
 
 /*
- * Moves tg's region out of avoid (the colliding request's ranges). The world
- * is stopped. Afterwards nothing of the target refers to the old place:
- * copies, entry patches, FDEs and libgcc's record (relocate_moved()), thread
- * instruction pointers, return addresses on every stack, the header and the
- * perf map.
+ * The part of tg's region that must move out of avoid: the pages of one
+ * piece that meet it, widened so that no copy straddles the part's ends.
+ * The whole piece when the region holds no copies yet (it stays in one
+ * piece for the copies to come) or the piece table is full. -ENOENT when
+ * nothing meets avoid.
  */
-static int move_region(struct target *tg, const struct rangeset *avoid)
+static int part_to_move(struct target *tg, const struct rangeset *avoid, uint64_t *ret_lo,
+			uint64_t *ret_hi)
+{
+	struct inj_region *reg = tg->region;
+
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		const struct optd_region_piece *pc = &reg->pieces[i];
+		uint64_t lo = UINT64_MAX, hi = 0;
+
+		for (size_t k = 0; k < avoid->n; k++) {
+			uint64_t s = avoid->v[k].start > pc->addr ? avoid->v[k].start : pc->addr;
+			uint64_t e = avoid->v[k].end < pc->addr + pc->len ? avoid->v[k].end
+									  : pc->addr + pc->len;
+			if (s >= e)
+				continue;
+			lo = ALIGN_DOWN(s, PAGE) < lo ? ALIGN_DOWN(s, PAGE) : lo;
+			hi = ALIGN_UP(e, PAGE) > hi ? ALIGN_UP(e, PAGE) : hi;
+		}
+		if (lo >= hi)
+			continue;
+		if (!tg->rel || !relocate_stats(tg->rel)->relocated ||
+		    reg->n_pieces + 2 > OPTD_REGION_MAX_PIECES ||
+		    relocate_atoms(tg->rel, &lo, &hi) < 0 || lo < pc->addr ||
+		    hi > pc->addr + pc->len) {
+			lo = pc->addr;
+			hi = pc->addr + pc->len;
+		}
+		*ret_lo = lo;
+		*ret_hi = hi;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/*
+ * Moves the part [old, old + size) of tg's region out of avoid, and every
+ * reference to it: copies, entry patches, FDEs and libgcc's record
+ * (relocate_moved()), thread instruction pointers, the return addresses
+ * ras (whose ips follow), the header and the perf map.
+ */
+static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t old, uint64_t size,
+		     struct target_return *ras, size_t n_ras)
 {
 	struct guard *g = &tg->guard;
 	struct inj_region *reg = tg->region;
-	uint64_t old = reg->base, size = reg->size, addr = 0;
-	_cleanup_free_ struct target_return *ras = NULL;
-	size_t n_ras = 0, incomplete = 0;
+	uint64_t addr = 0, lo = 0, hi = 0;
 	int64_t delta;
 	int r;
 
-	if (tg->rel) {
-		r = relocate_unshare(&tg->rel);
-		if (r < 0)
-			return r;
-		r = target_region_returns(tg, &ras, &n_ras, &incomplete);
-		if (r < 0)
-			return r;
-		if (incomplete)
-			log_warn(
-			    "%d: %zu stacks could not be walked to their end before optd's pages "
-			    "moved: a return into the old place may remain",
-			    tg->pid, incomplete);
-	}
+	if (tg->rel && relocate_reach_part(tg->rel, old, old + size, &lo, &hi) < 0)
+		lo = hi = 0;
 	/* Inside the newest window if there is room, so that no new filter is needed. */
-	r = g->n_windows ? choose_place(tg, avoid, &g->windows[g->n_windows - 1], &addr) : -ENOSPC;
+	r = g->n_windows
+		? choose_place(tg, avoid, &g->windows[g->n_windows - 1], size, lo, hi, &addr)
+		: -ENOSPC;
 	if (r == -ENOSPC)
-		r = choose_place(tg, avoid, NULL, &addr);
+		r = choose_place(tg, avoid, NULL, size, lo, hi, &addr);
 	if (r < 0)
 		return r;
 	delta = (int64_t)(addr - old);
 	r = remap_pages(tg, old, size, delta);
 	if (r < 0)
 		return r;
-	reg->base = addr;
-	reg->hdr.base = addr;
+	r = inj_region_move_part(reg, old, old + size, addr);
+	if (r < 0)
+		return r;
 	reg->hdr.generation++;
-	r = inj_mem_write(tg->proc, addr, &reg->hdr, sizeof(reg->hdr), NULL);
+	r = inj_region_write_header(tg->proc, reg);
 	if (r < 0)
 		return r;
 	if (tg->rel) {
@@ -366,8 +408,10 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			return r;
 	}
 	for (size_t i = 0; i < n_ras; i++) {
-		uint64_t v = ras[i].ip + (uint64_t)delta;
-		r = inj_mem_write(tg->proc, ras[i].slot, &v, sizeof(v), NULL);
+		if (ras[i].ip < old || ras[i].ip >= old + size)
+			continue;
+		ras[i].ip += (uint64_t)delta;
+		r = inj_mem_write(tg->proc, ras[i].slot, &ras[i].ip, sizeof(ras[i].ip), NULL);
 		if (r < 0)
 			return r;
 	}
@@ -377,9 +421,47 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			 "could be installed (%s): requests there are no longer trapped",
 			 tg->pid, strerror(-r));
 	tg->sv->gstats.moves++;
+	log_debug("%d: region part %#" PRIx64 "-%#" PRIx64 " moved to %#" PRIx64 " (%u pieces)",
+		  tg->pid, old, old + size, addr, reg->n_pieces);
+	return 0;
+}
+
+/*
+ * Moves what of tg's region meets avoid (the colliding request's ranges)
+ * out of its way: only those pages, widened to whole copies (part_to_move()).
+ * The world is stopped. Afterwards nothing of the target refers to the old
+ * places.
+ */
+static int move_region(struct target *tg, const struct rangeset *avoid)
+{
+	_cleanup_free_ struct target_return *ras = NULL;
+	size_t n_ras = 0, incomplete = 0;
+	uint64_t lo, hi;
+	int r, parts = 0;
+
+	if (tg->rel) {
+		r = relocate_unshare(&tg->rel);
+		if (r < 0)
+			return r;
+		r = target_region_returns(tg, &ras, &n_ras, &incomplete);
+		if (r < 0)
+			return r;
+		if (incomplete)
+			log_warn(
+			    "%d: %zu stacks could not be walked to their end before optd's pages "
+			    "moved: a return into the old place may remain",
+			    tg->pid, incomplete);
+	}
+	while ((r = part_to_move(tg, avoid, &lo, &hi)) == 0) {
+		if (++parts > 2 * OPTD_REGION_MAX_PIECES)
+			return -ELOOP;
+		r = move_part(tg, avoid, lo, hi - lo, ras, n_ras);
+		if (r < 0)
+			return r;
+	}
+	if (!parts)
+		return -ENOENT;
 	target_region_moved(tg);
-	log_debug("%d: region moved %#" PRIx64 " -> %#" PRIx64 " (%zu return addresses)", tg->pid,
-		  old, addr, n_ras);
 	return 0;
 }
 
@@ -396,6 +478,15 @@ static void note_latency(struct guard_stats *s, uint64_t us)
 		s->cap_latency = ncap;
 	}
 	s->latency_us[s->n_latency++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+}
+
+static bool request_meets_region(const struct inj_request *req, const struct inj_region *reg)
+{
+	for (unsigned i = 0; i < reg->n_pieces; i++)
+		if (inj_request_overlaps(req, reg->pieces[i].addr,
+					 reg->pieces[i].addr + reg->pieces[i].len))
+			return true;
+	return false;
 }
 
 static bool at_request_stop(const struct target *tg, const struct inj_thread *t)
@@ -419,7 +510,7 @@ static int handle_request(struct target *tg, struct inj_thread *t, bool *ret_mov
 	r = inj_thread_request(t, tg->guard.start_brk, &req);
 	if (r < 0)
 		return r == -EINVAL ? 0 : r;
-	if (!reg || !inj_request_overlaps(&req, reg->base, reg->base + reg->size))
+	if (!reg || !request_meets_region(&req, reg))
 		return 0;
 	log_debug("thread %d of %d: %s request collides with optd's pages (syscall %ld, %#" PRIx64
 		  ", %#" PRIx64 ")",
@@ -464,16 +555,16 @@ int guard_before_resume(struct target *tg)
 }
 
 /*
- * A SIGSEGV from the main stack failing to grow because the region (with
- * the stack guard gap) is in the way: the fault lies between the region's
- * start and the [stack] mapping right above it.
+ * A SIGSEGV from the main stack failing to grow because a piece of the
+ * region (with the stack guard gap) is in the way: the fault lies between
+ * the piece's start and the [stack] mapping right above it.
  */
 static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct range *ret_area)
 {
 	struct inj_region *reg = tg->region;
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	const struct maps_entry *stack;
-	uint64_t addr = (uint64_t)(uintptr_t)t->siginfo.si_addr;
+	uint64_t addr = (uint64_t)(uintptr_t)t->siginfo.si_addr, end = 0;
 	struct rlimit rl;
 	int r;
 
@@ -488,16 +579,20 @@ static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct ra
 	}
 	if (t->siginfo.si_code != SEGV_MAPERR)
 		return 0;
-	if (addr < reg->base || addr >= reg->base + reg->size + STACK_GUARD_GAP + PAGE)
+	for (unsigned i = 0; i < reg->n_pieces; i++)
+		if (addr >= reg->pieces[i].addr &&
+		    addr < reg->pieces[i].addr + reg->pieces[i].len + STACK_GUARD_GAP + PAGE)
+			end = reg->pieces[i].addr + reg->pieces[i].len;
+	if (!end)
 		return 0;
 	r = maps_read(tg->pid, &m);
 	if (r < 0)
 		return r;
 	stack = maps_find_kind(m, MAPS_STACK);
-	if (!stack || stack->start < reg->base + reg->size || addr >= stack->start)
+	if (!stack || stack->start < end || addr >= stack->start)
 		return 0;
 	for (size_t i = 0; i < m->n; i++)
-		if (m->v[i].start >= reg->base + reg->size && m->v[i].start < stack->start)
+		if (m->v[i].start >= end && m->v[i].start < stack->start)
 			return 0; /* something else lies between: not ours to fix */
 	if (prlimit(tg->pid, RLIMIT_STACK, NULL, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
 	    rl.rlim_cur > stack->end)
@@ -527,7 +622,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	if (at_request_stop(tg, t)) {
 		s->traps++;
 		r = inj_thread_request(t, tg->guard.start_brk, &req);
-		if (r < 0 || !inj_request_overlaps(&req, reg->base, reg->base + reg->size))
+		if (r < 0 || !request_meets_region(&req, reg))
 			return false; /* resumed at once by the caller */
 	} else if (st->kind == INJ_STOP_SIGNAL && st->sig == SIGSEGV) {
 		r = stack_growth_fault(tg, t, &area);

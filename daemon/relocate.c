@@ -830,7 +830,7 @@ static int unwind_register(struct target *tg, struct relocation *rel)
 	struct inj_region *reg = tg->region;
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
 	uint8_t zero[UNWIND_OBJECT_BYTES] = {0};
-	uint64_t page = reg->base + reg->size - 4096, ret = 0;
+	uint64_t page = inj_region_addr(reg, reg->size - 4096), ret = 0;
 	long res = 0;
 	int r;
 
@@ -1249,6 +1249,81 @@ int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t s
 	return 0;
 }
 
+static void widen(uint64_t *lo, uint64_t *hi, uint64_t start, uint64_t end)
+{
+	*lo = start < *lo ? start : *lo;
+	*hi = end > *hi ? end : *hi;
+}
+
+int relocate_reach_part(const struct relocation *rel, uint64_t start, uint64_t end,
+			uint64_t *ret_lo, uint64_t *ret_hi)
+{
+	uint64_t lo = UINT64_MAX, hi = 0;
+
+	for (size_t i = 0; i < rel->n; i++) {
+		const struct reloc_func *f = &rel->funcs[i];
+		bool inside;
+
+		if (!f->res)
+			continue;
+		inside = f->dest >= start && f->dest < end;
+		/* The entry patch's jmp reaches the copy from the original. */
+		if (inside)
+			widen(&lo, &hi, f->fn->start, f->fn->end);
+		for (size_t k = 0; k < f->res->n_relocs; k++) {
+			const struct copier_reloc *c = &f->res->relocs[k];
+			bool to_part = c->target >= start && c->target < end;
+
+			if (c->target_kind == COPIER_TARGET_INTERNAL || inside == to_part)
+				continue;
+			if (inside)
+				widen(&lo, &hi, c->target, c->target + 1);
+			else /* a copy that stays refers into the part */
+				widen(&lo, &hi, f->dest, f->dest + f->size);
+		}
+	}
+	if (lo >= hi)
+		return -ENOENT;
+	*ret_lo = lo;
+	*ret_hi = hi;
+	return 0;
+}
+
+int relocate_atoms(const struct relocation *rel, uint64_t *lo, uint64_t *hi)
+{
+	const struct unwind_reg *u = &rel->unwind;
+	bool changed;
+	int rounds = 0;
+
+	do {
+		changed = false;
+		for (size_t i = 0; i <= rel->n; i++) {
+			uint64_t s, e;
+			if (i < rel->n) {
+				if (!rel->funcs[i].res)
+					continue;
+				s = rel->funcs[i].dest;
+				e = s + rel->funcs[i].size;
+			} else {
+				/* The trap and the .eh_frame after the copies stay together. */
+				if (!u->eh_frame)
+					continue;
+				s = u->trap && u->trap < u->eh_frame ? u->trap : u->eh_frame;
+				e = u->eh_frame + u->eh_frame_size;
+			}
+			if (s < *lo && e > *lo) {
+				*lo = ALIGN_DOWN(s, 4096);
+				changed = true;
+			}
+			if (s < *hi && e > *hi) {
+				*hi = ALIGN_UP(e, 4096);
+				changed = true;
+			}
+		}
+	} while (changed && ++rounds < 64);
+	return changed ? -ELOOP : 0;
+}
+
 /*
  * The RIP-relative data that fn of libgcc refers to: where libgcc keeps its
  * lists of registered objects (and its lock). Up to max addresses.
@@ -1295,15 +1370,29 @@ static bool moved_in(uint64_t v, uint64_t lo, uint64_t hi)
 	return v >= lo && v < hi;
 }
 
+/* libgcc's sorted vector of FDE pointers, and each one's pc_begin. */
+struct fde_sort {
+	uint64_t pc, fde;
+};
+
+static int cmp_fde_sort(const void *a, const void *b)
+{
+	const struct fde_sort *x = a, *y = b;
+
+	return x->pc < y->pc ? -1 : x->pc > y->pc;
+}
+
 /*
- * The region moved with libgcc's record of the copies in it: fix the record
- * (its lowest pc, its .eh_frame, and once libgcc sorted it, the sorted
- * vector of FDE pointers in libgcc's heap memory), then every list link
- * that pointed to the record's old address. Every thread is stopped, and
- * libgcc's lock is free, so no list is half changed.
+ * Part of the region moved while libgcc holds a record of the copies'
+ * unwind information: fix the record (its .eh_frame and, once libgcc sorted
+ * it, the vector of FDE pointers in libgcc's heap memory, sorted again by
+ * pc because only some copies may have moved, and the lowest pc), then, if
+ * the record itself moved, every list link that pointed to its old address.
+ * eh is the .eh_frame as it is now, at u->eh_frame. Every thread is
+ * stopped, and libgcc's lock is free, so no list is half changed.
  */
 static int unwind_moved(struct target *tg, struct relocation *rel, uint64_t old_object, uint64_t lo,
-			uint64_t hi, int64_t delta)
+			uint64_t hi, int64_t delta, const uint8_t *eh)
 {
 	struct unwind_reg *u = &rel->unwind;
 	const struct module_set *set = rel->set;
@@ -1319,31 +1408,48 @@ static int unwind_moved(struct target *tg, struct relocation *rel, uint64_t old_
 	r = inj_mem_read(tg->proc, u->object, ob, sizeof(ob));
 	if (r < 0)
 		return r;
-	if (ob[OB_PC_BEGIN] != UINT64_MAX && moved_in(ob[OB_PC_BEGIN], lo, hi))
-		ob[OB_PC_BEGIN] += (uint64_t)delta;
 	if (ob[OB_S] & 1) {
 		/* Sorted: u is a struct fde_vector {orig_data, count, array[count]}. */
 		uint64_t hdr[2];
 		r = inj_mem_read(tg->proc, ob[OB_U], hdr, sizeof(hdr));
 		if (r < 0)
 			return r;
+		if (hdr[1] > u->eh_frame_size / 16 + 1)
+			return -EINVAL; /* not a vector of our FDEs */
 		_cleanup_free_ uint64_t *v = malloc((hdr[1] + 2) * sizeof(*v));
-		if (!v)
+		_cleanup_free_ struct fde_sort *fs = malloc((hdr[1] + 1) * sizeof(*fs));
+		if (!v || !fs)
 			return -ENOMEM;
 		r = inj_mem_read(tg->proc, ob[OB_U], v, (hdr[1] + 2) * sizeof(*v));
 		if (r < 0)
 			return r;
-		for (uint64_t i = 0; i < hdr[1] + 2; i++)
-			if (i != 1 && moved_in(v[i], lo, hi))
-				v[i] += (uint64_t)delta;
+		if (moved_in(v[0], lo, hi))
+			v[0] += (uint64_t)delta;
+		for (uint64_t i = 0; i < hdr[1]; i++) {
+			uint64_t fde = v[i + 2], pc;
+			if (moved_in(fde, lo, hi))
+				fde += (uint64_t)delta;
+			if (fde < u->eh_frame || fde + 16 > u->eh_frame + u->eh_frame_size)
+				return -EINVAL;
+			memcpy(&pc, eh + (fde - u->eh_frame) + 8, sizeof(pc));
+			fs[i] = (struct fde_sort){pc, fde};
+		}
+		qsort(fs, hdr[1], sizeof(*fs), cmp_fde_sort);
+		for (uint64_t i = 0; i < hdr[1]; i++)
+			v[i + 2] = fs[i].fde;
+		if (hdr[1])
+			ob[OB_PC_BEGIN] = fs[0].pc;
 		r = inj_mem_write(tg->proc, ob[OB_U], v, (hdr[1] + 2) * sizeof(*v), NULL);
 		if (r < 0)
 			return r;
-	} else if (moved_in(ob[OB_U], lo, hi)) {
-		ob[OB_U] += (uint64_t)delta;
+	} else {
+		if (moved_in(ob[OB_U], lo, hi))
+			ob[OB_U] += (uint64_t)delta;
+		if (ob[OB_PC_BEGIN] != UINT64_MAX && moved_in(ob[OB_PC_BEGIN], lo, hi))
+			ob[OB_PC_BEGIN] += (uint64_t)delta;
 	}
 	r = inj_mem_write(tg->proc, u->object, ob, sizeof(ob), NULL);
-	if (r < 0)
+	if (r < 0 || u->object == old_object)
 		return r;
 
 	/* The links: the list heads libgcc's deregistration reads, and the objects on them. */
@@ -1374,80 +1480,119 @@ static int unwind_moved(struct target *tg, struct relocation *rel, uint64_t old_
 	return 0;
 }
 
+/* The code area of a region as it lies now: one buffer per piece. */
+struct code_mirror {
+	uint64_t addr;
+	size_t len;
+	uint8_t *buf;
+};
+
+static uint8_t *mirror_at(const struct code_mirror *m, unsigned n, uint64_t addr, size_t len)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (addr >= m[i].addr && addr + len <= m[i].addr + m[i].len)
+			return m[i].buf + (addr - m[i].addr);
+	return NULL;
+}
+
 int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start, uint64_t old_end,
 		   int64_t delta)
 {
 	struct inj_region *reg = tg->region;
 	struct unwind_reg *u = &rel->unwind;
-	uint64_t code = reg->base + reg->hdr.code_offset, used = reg->hdr.code_used;
+	uint64_t code = reg->hdr.code_offset, used = reg->hdr.code_used;
 	uint64_t old_object = u->object;
-	_cleanup_free_ uint8_t *buf = NULL;
-	int r;
+	struct code_mirror m[OPTD_REGION_MAX_PIECES] = {{0}};
+	unsigned n = 0;
+	uint8_t *eh = NULL;
+	int r = 0;
 
 	if (!used)
 		return 0;
-	buf = malloc(used);
-	if (!buf)
-		return -ENOMEM;
-	r = inj_mem_read(tg->proc, code, buf, used);
-	if (r < 0)
-		return r;
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		const struct optd_region_piece *pc = &reg->pieces[i];
+		uint64_t s = pc->off > code ? pc->off : code;
+		uint64_t e = pc->off + pc->len < code + used ? pc->off + pc->len : code + used;
+		if (s >= e)
+			continue;
+		m[n] = (struct code_mirror){pc->addr + (s - pc->off), e - s, malloc(e - s)};
+		if (!m[n++].buf) {
+			r = -ENOMEM;
+			goto out;
+		}
+		r = inj_mem_read(tg->proc, m[n - 1].addr, m[n - 1].buf, m[n - 1].len);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < rel->n; i++) {
 		struct reloc_func *f = &rel->funcs[i];
+		uint64_t at;
+		uint8_t *bytes;
+
 		if (!f->res)
 			continue;
-		uint64_t at =
-		    moved_in(f->dest, old_start, old_end) ? f->dest + (uint64_t)delta : f->dest;
-		if (at < code || at + f->size > code + used)
-			return -EINVAL;
-		r = copier_relocate(buf + (at - code), f->res, old_start, old_end, delta);
+		at = moved_in(f->dest, old_start, old_end) ? f->dest + (uint64_t)delta : f->dest;
+		bytes = mirror_at(m, n, at, f->size);
+		if (!bytes) {
+			r = -EINVAL;
+			goto out;
+		}
+		r = copier_relocate(bytes, f->res, old_start, old_end, delta);
 		if (r < 0)
-			return r;
+			goto out;
 		f->dest = f->res->dest_addr;
 	}
 	/* The copies' FDEs hold absolute pc_begin pointers (ehframe.h). */
-	if (u->eh_frame && moved_in(u->eh_frame, old_start, old_end)) {
-		uint64_t off = u->eh_frame + (uint64_t)delta - code, end = off + u->eh_frame_size;
-		while (off + 8 <= end) {
+	if (u->eh_frame) {
+		if (moved_in(u->eh_frame, old_start, old_end))
+			u->eh_frame += (uint64_t)delta;
+		eh = mirror_at(m, n, u->eh_frame, u->eh_frame_size);
+		if (!eh) {
+			r = -EINVAL;
+			goto out;
+		}
+		for (uint64_t off = 0; off + 8 <= u->eh_frame_size;) {
 			uint32_t len, id;
-			memcpy(&len, buf + off, 4);
-			if (!len || len == UINT32_MAX || off + 4 + len > end)
+			memcpy(&len, eh + off, 4);
+			if (!len || len == UINT32_MAX || off + 4 + len > u->eh_frame_size)
 				break;
-			memcpy(&id, buf + off + 4, 4);
+			memcpy(&id, eh + off + 4, 4);
 			if (id && len >= 12) {
 				uint64_t pc;
-				memcpy(&pc, buf + off + 8, 8);
+				memcpy(&pc, eh + off + 8, 8);
 				if (moved_in(pc, old_start, old_end))
 					pc += (uint64_t)delta;
-				memcpy(buf + off + 8, &pc, 8);
+				memcpy(eh + off + 8, &pc, 8);
 			}
 			off += 4 + len;
 		}
-		u->eh_frame += (uint64_t)delta;
 	}
 	if (u->trap && moved_in(u->trap, old_start, old_end))
 		u->trap += (uint64_t)delta;
-	r = inj_mem_write(tg->proc, code, buf, used, NULL);
-	if (r < 0)
-		return r;
+	for (unsigned i = 0; i < n; i++) {
+		r = inj_mem_write(tg->proc, m[i].addr, m[i].buf, m[i].len, NULL);
+		if (r < 0)
+			goto out;
+	}
 	for (size_t i = 0; i < rel->n; i++) {
 		struct reloc_func *f = &rel->funcs[i];
-		if (!f->res || !f->patch.applied)
+		if (!f->res || !f->patch.applied ||
+		    !moved_in(f->dest, old_start + (uint64_t)delta, old_end + (uint64_t)delta))
 			continue;
 		r = inj_patch_retarget(tg->proc, &f->patch, f->dest + f->res->entry_patch_off);
 		if (r == -ESRCH)
-			return r;
+			goto out;
 		if (r < 0)
 			log_warn("%d: the entry of %s could not follow its copy: %s", tg->pid,
 				 f->fn->name ? f->fn->name : "?", strerror(-r));
+		r = 0;
 	}
-	if (u->object && moved_in(u->object, old_start, old_end)) {
+	if (u->object && moved_in(u->object, old_start, old_end))
 		u->object += (uint64_t)delta;
-		if (u->registered) {
-			r = unwind_moved(tg, rel, old_object, old_start, old_end, delta);
-			if (r < 0)
-				return r;
-		}
-	}
-	return 0;
+	if (u->registered)
+		r = unwind_moved(tg, rel, old_object, old_start, old_end, delta, eh);
+out:
+	for (unsigned i = 0; i < n; i++)
+		free(m[i].buf);
+	return r;
 }

@@ -143,12 +143,28 @@ int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t s
 		   uint64_t *ret_lo, uint64_t *ret_hi);
 
 /*
- * tg's region moved from [old_start, old_end) by delta (its pages were
- * remapped, contents intact; tg->region already describes the new place).
+ * Like relocate_reach() for moving the part [start, end) of the region
+ * alone: what the copies in the part refer to outside it, the originals
+ * whose entries jump into it, and the copies outside that refer into it.
+ * 0, or -ENOENT when nothing constrains the part.
+ */
+int relocate_reach_part(const struct relocation *rel, uint64_t start, uint64_t end,
+			uint64_t *ret_lo, uint64_t *ret_hi);
+
+/*
+ * Widens the page range [*lo, *hi) until no copy, and not the copies'
+ * unwind information, straddles its ends: the smallest part of the region
+ * holding those pages that can move alone. 0, -ELOOP.
+ */
+int relocate_atoms(const struct relocation *rel, uint64_t *lo, uint64_t *hi);
+
+/*
+ * The part [old_start, old_end) of tg's region moved by delta (its pages
+ * were remapped, contents intact; tg->region's pieces already say so).
  * Rewrites what refers across the move: the copies' outbound fields, the
  * FDEs' pc_begin, the entry patches, and libgcc's record of the unwind
  * information. Thread registers and stacks are the caller's. The world must
  * be stopped. 0, -ESRCH, -ERANGE (a field no longer reaches), -errno.
  */
-int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start,
-		   uint64_t old_end, int64_t delta);
+int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start, uint64_t old_end,
+		   int64_t delta);

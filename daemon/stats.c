@@ -86,16 +86,18 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	const struct target *root = sv->root;
 	struct json_object *o = json_object_new_object();
 	struct json_object *region = json_object_new_object();
-	uint64_t base = 0, bytes = 0, huge = 0;
+	uint64_t base = 0, bytes = 0, huge = 0, pieces = 0;
 
 	if (root->region) {
 		base = root->region->base;
 		bytes = root->region->size;
 		huge = root->region->huge_pages;
+		pieces = root->region->n_pieces;
 	} else if (sv->last_region.size) {
 		base = sv->last_region.base;
 		bytes = sv->last_region.size;
 		huge = sv->last_region.huge_pages;
+		pieces = sv->last_region.n_pieces;
 	}
 	json_object_object_add(o, "pid", json_object_new_int(root->pid));
 	json_object_object_add(o, "exit_status",
@@ -106,6 +108,7 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(region, "bytes", json_object_new_uint64(bytes));
 	json_object_object_add(region, "pages", json_object_new_uint64(bytes / 4096));
 	json_object_object_add(region, "moves", json_object_new_uint64(sv->gstats.moves));
+	json_object_object_add(region, "pieces", json_object_new_uint64(pieces));
 	json_object_object_add(region, "huge_pages", json_object_new_uint64(huge));
 	json_object_object_add(o, "region", region);
 	guard_json(sv, o);

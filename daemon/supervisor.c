@@ -777,7 +777,7 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 		if (inj_ptrace_getregs(tid, &regs) == 0)
 			log_debug("thread %d of %d: signal %d at %#llx%s (orig %#lx)", tid, tg->pid,
 				  st.sig, regs.rip,
-				  tg->region && regs.rip - tg->region->base < tg->region->size
+				  tg->region && inj_region_contains(tg->region, regs.rip)
 				      ? " in region"
 				      : "",
 				  tg->rel ? (unsigned long)relocate_copy_to_orig(tg->rel, regs.rip)
@@ -818,7 +818,7 @@ static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
 	struct target *tg = opaque;
 	uint64_t orig;
 
-	if (!tg->region || ip < tg->region->base || ip >= tg->region->base + tg->region->size)
+	if (!tg->region || !inj_region_contains(tg->region, ip))
 		return -ENOENT;
 	orig = relocate_copy_to_orig(tg->rel, ip);
 	if (!orig)
@@ -860,7 +860,7 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 		}
 		for (size_t k = 0; k + 1 < nf; k++) {
 			uint64_t ip = frames[k + 1].ip;
-			if (!frames[k].ra_slot || ip < reg->base || ip >= reg->base + reg->size)
+			if (!frames[k].ra_slot || !inj_region_contains(reg, ip))
 				continue;
 			if (n == cap) {
 				size_t ncap = cap ? cap * 2 : 64;
@@ -938,7 +938,7 @@ static int unrelocate(struct target *tg)
 
 		if (t->zombie || inj_ptrace_getregs(t->tid, &regs) < 0)
 			continue;
-		if (regs.rip < reg->base || regs.rip >= reg->base + reg->size)
+		if (!inj_region_contains(reg, regs.rip))
 			continue;
 		orig = relocate_copy_to_orig(tg->rel, regs.rip);
 		if (!orig) {

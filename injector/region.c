@@ -3,6 +3,7 @@
  * the target is undone, in reverse order, when a later step fails.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,6 +180,8 @@ int inj_region_create(struct inj_thread *t, uint64_t addr, uint64_t size, struct
 
 	reg->base = addr;
 	reg->size = size;
+	reg->pieces[0] = (struct optd_region_piece){0, size, addr};
+	reg->n_pieces = 1;
 	reg->hdr = (struct optd_region_header){
 	    .version = OPTD_REGION_VERSION,
 	    .header_size = sizeof(struct optd_region_header),
@@ -203,17 +206,104 @@ int inj_region_create(struct inj_thread *t, uint64_t addr, uint64_t size, struct
 
 int inj_region_remove(struct inj_thread *t, struct inj_region *reg)
 {
-	long res;
-	int r;
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		const struct optd_region_piece *pc = &reg->pieces[i];
+		long res;
+		int r = inj_syscall(t, SYS_munmap, &res, (long)pc->addr, (long)pc->len);
 
-	r = inj_syscall(t, SYS_munmap, &res, (long)reg->base, (long)reg->size);
-	if (r < 0)
-		return r;
-	if (res < 0)
-		return (int)res;
-	log_debug("pid %d: region %#lx-%#lx removed", t->proc->pid, (unsigned long)reg->base,
-		  (unsigned long)(reg->base + reg->size));
+		if (r < 0)
+			return r;
+		if (res < 0)
+			return (int)res;
+		log_debug("pid %d: region piece %#lx-%#lx removed", t->proc->pid,
+			  (unsigned long)pc->addr, (unsigned long)(pc->addr + pc->len));
+	}
 	return 0;
+}
+
+const struct optd_region_piece *inj_region_piece_at(const struct inj_region *r, uint64_t addr)
+{
+	for (unsigned i = 0; i < r->n_pieces; i++)
+		if (addr - r->pieces[i].addr < r->pieces[i].len)
+			return &r->pieces[i];
+	return NULL;
+}
+
+bool inj_region_overlaps(const struct inj_region *r, uint64_t start, uint64_t end)
+{
+	for (unsigned i = 0; i < r->n_pieces; i++)
+		if (start < r->pieces[i].addr + r->pieces[i].len && end > r->pieces[i].addr)
+			return true;
+	return false;
+}
+
+uint64_t inj_region_addr(const struct inj_region *r, uint64_t off)
+{
+	for (unsigned i = 0; i < r->n_pieces; i++)
+		if (off - r->pieces[i].off < r->pieces[i].len)
+			return r->pieces[i].addr + (off - r->pieces[i].off);
+	return 0;
+}
+
+int inj_region_move_part(struct inj_region *r, uint64_t start, uint64_t end, uint64_t to)
+{
+	struct optd_region_piece v[OPTD_REGION_MAX_PIECES + 2], *pc = NULL;
+	unsigned n = 0, k;
+
+	for (unsigned i = 0; i < r->n_pieces; i++)
+		if (start >= r->pieces[i].addr && end <= r->pieces[i].addr + r->pieces[i].len)
+			pc = &r->pieces[i];
+	if (!pc || start >= end)
+		return -EINVAL;
+	for (unsigned i = 0; i < r->n_pieces; i++) {
+		const struct optd_region_piece *p = &r->pieces[i];
+		uint64_t head = start - p->addr, tail = p->addr + p->len - end;
+
+		if (p != pc) {
+			v[n++] = *p;
+			continue;
+		}
+		if (head)
+			v[n++] = (struct optd_region_piece){p->off, head, p->addr};
+		v[n++] = (struct optd_region_piece){p->off + head, end - start, to};
+		if (tail)
+			v[n++] =
+			    (struct optd_region_piece){p->off + head + (end - start), tail, end};
+	}
+	/* Sorted by off already; join neighbours contiguous in both. */
+	k = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (k && v[k - 1].off + v[k - 1].len == v[i].off &&
+		    v[k - 1].addr + v[k - 1].len == v[i].addr) {
+			v[k - 1].len += v[i].len;
+			continue;
+		}
+		v[k++] = v[i];
+	}
+	if (k > OPTD_REGION_MAX_PIECES)
+		return -ENOSPC;
+	memcpy(r->pieces, v, k * sizeof(*v));
+	r->n_pieces = k;
+	r->base = r->pieces[0].addr;
+	r->hdr.base = r->base;
+	if (k > 1)
+		r->hdr.flags |= OPTD_REGION_F_PIECES;
+	else
+		r->hdr.flags &= ~(uint64_t)OPTD_REGION_F_PIECES;
+	return 0;
+}
+
+int inj_region_write_header(struct inj_process *p, const struct inj_region *r)
+{
+	struct {
+		struct optd_region_header hdr;
+		struct optd_region_pieces pieces;
+	} page = {.hdr = r->hdr, .pieces = {.count = r->n_pieces}};
+
+	_Static_assert(offsetof(typeof(page), pieces) == OPTD_REGION_PIECES_OFFSET,
+		       "the piece table follows the header");
+	memcpy(page.pieces.v, r->pieces, r->n_pieces * sizeof(*r->pieces));
+	return inj_mem_write(p, r->base, &page, sizeof(page), NULL);
 }
 
 void inj_region_free(struct inj_region *r)

@@ -17,10 +17,13 @@
 #define INJ_HUGE_PAGE (2ULL << 20)
 
 struct inj_region {
-	uint64_t base;
-	uint64_t size;
+	uint64_t base;		       /* where the header page is (offset 0 of the layout) */
+	uint64_t size;		       /* bytes in all pieces */
 	uint64_t huge_pages;	       /* 2 MiB pages advised MADV_HUGEPAGE */
 	struct optd_region_header hdr; /* our copy of what the target holds */
+	/* Where the bytes are (region_header.h); one piece at base until a part moves. */
+	struct optd_region_piece pieces[OPTD_REGION_MAX_PIECES];
+	unsigned n_pieces;
 };
 
 /* The hazards of a target's address space as place_find() wants them. */
@@ -50,7 +53,32 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
  */
 int inj_region_create(struct inj_thread *t, uint64_t addr, uint64_t size, struct inj_region **ret);
 
-/* Unmaps the region from the target through t. 0, -ESRCH, -errno. */
+/* The piece holding address addr of the target, or NULL. */
+const struct optd_region_piece *inj_region_piece_at(const struct inj_region *r, uint64_t addr);
+
+static inline bool inj_region_contains(const struct inj_region *r, uint64_t addr)
+{
+	return inj_region_piece_at(r, addr) != NULL;
+}
+
+/* Whether any piece meets [start, end). */
+bool inj_region_overlaps(const struct inj_region *r, uint64_t start, uint64_t end);
+
+/* The address of offset off of the region's layout, where its piece is now. */
+uint64_t inj_region_addr(const struct inj_region *r, uint64_t off);
+
+/*
+ * Records that the bytes at [start, end), all in one piece, now live at to:
+ * the piece splits (and neighbours that meet again in both the layout and
+ * the address space join). base and the header's base and flags follow.
+ * 0, -EINVAL (not inside one piece), -ENOSPC (more pieces than the table holds).
+ */
+int inj_region_move_part(struct inj_region *r, uint64_t start, uint64_t end, uint64_t to);
+
+/* Writes the header and the piece table into the header page. 0, -ESRCH, -errno. */
+int inj_region_write_header(struct inj_process *p, const struct inj_region *r);
+
+/* Unmaps every piece of the region from the target through t. 0, -ESRCH, -errno. */
 int inj_region_remove(struct inj_thread *t, struct inj_region *r);
 
 /* Reads the header at addr and checks magic and version. 0, -ENOENT if no region is there. */

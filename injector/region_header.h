@@ -40,6 +40,31 @@ struct optd_region_header {
 };
 
 #define OPTD_REGION_F_HUGEPAGE 0x1 /* MADV_HUGEPAGE was applied to the code area */
+#define OPTD_REGION_F_PIECES 0x2   /* parts of the region moved: the piece table is valid */
+
+/*
+ * Where the region's bytes are. The guard moves only the pages that collide
+ * with a request of the target, so the region may lie in pieces: each piece
+ * holds the bytes [off, off + len) of the region as it was laid out (the
+ * header's code_offset, unwind_offset and data_offset count in that layout)
+ * at addr. The table follows the header in the header page, sorted by off,
+ * the pieces covering [0, size) without overlap; the header page is the
+ * start of the piece at off 0, and the header's base is its address. With
+ * OPTD_REGION_F_PIECES clear the region is whole at base.
+ */
+#define OPTD_REGION_PIECES_OFFSET 128
+#define OPTD_REGION_MAX_PIECES 8
+
+struct optd_region_piece {
+	uint64_t off;
+	uint64_t len;
+	uint64_t addr;
+};
+
+struct optd_region_pieces {
+	uint64_t count;
+	struct optd_region_piece v[OPTD_REGION_MAX_PIECES];
+};
 
 _Static_assert(sizeof(struct optd_region_header) == 128, "region header is 128 bytes");
 _Static_assert(offsetof(struct optd_region_header, version) == 8, "version at 8");
@@ -51,3 +76,5 @@ _Static_assert(offsetof(struct optd_region_header, generation) == 88, "generatio
 _Static_assert(offsetof(struct optd_region_header, flags) == 96, "flags at 96");
 _Static_assert(offsetof(struct optd_region_header, unwind_offset) == 104, "unwind_offset at 104");
 _Static_assert(offsetof(struct optd_region_header, data_offset) == 120, "data_offset at 120");
+_Static_assert(OPTD_REGION_PIECES_OFFSET + sizeof(struct optd_region_pieces) <= 1024,
+	       "the piece table stays clear of the header page's spare half");

@@ -12,7 +12,9 @@
 # (collisions.<kind>, collisions.total, traps.colliding, region.moves all at
 # least 1). Requests that fail natively for their own reasons (`fails`) must
 # fail the same way; they need not count as collisions. One kind runs again
-# with --no-seccomp (`noseccomp`). A C++ program's heap grows into the
+# with --no-seccomp (`noseccomp`), and one (`partial`: threads in copies)
+# with a request for two pages among the copies, of which only those pages,
+# widened to whole copies, move: the region ends up in 3 pieces. A C++ program's heap grows into the
 # region after exceptions were thrown through relocated frames (`cxxthrow`).
 #
 # Everything runs under `setarch -R` (no address-space randomisation), so
@@ -44,7 +46,7 @@ setarch -R true 2>/dev/null || skip "setarch -R fails here: cannot turn address-
 
 COLLIDE=$TGT_DIR/collide
 ALL_KINDS=(mmap_fixed mmap_noreplace mmap_hint brk mremap_grow mremap_fixed mremap_dontunmap
-	munmap mprotect madvise shmat stack threads signal fork exec fails all noseccomp)
+	munmap mprotect madvise shmat stack threads signal fork exec fails all noseccomp partial)
 read -r -a KINDS <<<"${GUARD_KINDS:-${ALL_KINDS[*]}}"
 : "${GUARD_TIMEOUT:=20}"
 
@@ -54,7 +56,7 @@ declare -A COLLISION=(
 	[mremap_grow]=mremap [mremap_fixed]=mremap [mremap_dontunmap]=mremap
 	[munmap]=munmap [mprotect]=mprotect [madvise]=madvise [shmat]=shmat [stack]=stack
 	[threads]=mmap [signal]=mmap [fork]=mmap [exec]=mmap [fails]="" [all]=mmap
-	[noseccomp]=mmap
+	[noseccomp]=mmap [partial]=mmap
 )
 # A line each native run must print: proof that ADDR was chosen so that the
 # request does what the kind is about (an extended regular expression).
@@ -78,6 +80,7 @@ declare -A NATIVE_SHOWS=(
 	[fails]='^fails: shmat\(-1, \+0x0, 0\) = -1 EINVAL$'
 	[all]='^== fork$'
 	[noseccomp]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
+	[partial]='^threads: thread 3: mismatches 0, result [0-9a-f]{16}$'
 )
 for kind in "${KINDS[@]}"; do
 	[[ -v COLLISION[$kind] ]] || fail "GUARD_KINDS: no kind '$kind' (kinds: ${ALL_KINDS[*]})"
@@ -154,6 +157,10 @@ check_optd() {
 	threads) at_least "$json" threads 5 ;;
 	fork) at_least "$json" processes 2 ;;
 	exec) at_least "$json" exec_injections 1 ;;
+	partial)
+		at_least "$json" threads 5
+		at_least "$json" region.pieces 3
+		;;
 	esac
 }
 
@@ -165,10 +172,19 @@ for kind in "${KINDS[@]}"; do
 	if [[ $kind == noseccomp ]]; then
 		collide_kind=mmap_fixed
 		opts=(--no-seccomp)
+	elif [[ $kind == partial ]]; then
+		collide_kind=threads
 	fi
 	if ! choose "$collide_kind"; then
 		log "$kind: no room for it here (RLIMIT_STACK ${L[stack_rlimit]}): not run"
 		continue
+	fi
+	ARENA=$ADDR REGION_LEN=$LEN
+	if [[ $kind == partial ]]; then
+		# Two pages among the first copies: only they (widened to whole
+		# copies) move, while the threads run in copies on both sides.
+		printf -v ADDR '%x' $((0x$ARENA + 4096))
+		LEN=8192
 	fi
 	CMD=("$COLLIDE" "$collide_kind" "$ADDR" "$LEN")
 
@@ -183,8 +199,8 @@ for kind in "${KINDS[@]}"; do
 	grep -Eq "${NATIVE_SHOWS[$kind]}" "$T/native_$kind.out" ||
 		fail "$kind natively (ADDR 0x$ADDR): no line matches '${NATIVE_SHOWS[$kind]}'"
 
-	run "$kind" timeout -k 2 "$GUARD_TIMEOUT" setarch -R "$OPTD" run --arena-at="$ADDR" \
-		--region-size="$LEN" --relocate=all "${opts[@]}" --stats="$T/$kind.json" -- "${CMD[@]}"
+	run "$kind" timeout -k 2 "$GUARD_TIMEOUT" setarch -R "$OPTD" run --arena-at="$ARENA" \
+		--region-size="$REGION_LEN" --relocate=all "${opts[@]}" --stats="$T/$kind.json" -- "${CMD[@]}"
 	if (check_optd "$kind" "native_$kind"); then
 		ok "$kind at 0x$ADDR: as native; $(json_get "$T/$kind.json" collisions 2>/dev/null | tr -d ' ')"
 	else
@@ -215,6 +231,9 @@ if [[ " ${KINDS[*]} " == *" all "* ]]; then
 		at_least "$T/cxx.json" functions.relocated 5
 		at_least "$T/cxx.json" collisions.brk 1
 		at_least "$T/cxx.json" region.moves 1
+		# Only the pages the heap grew into moved: the data page with
+		# libgcc's record stayed, and the record followed the FDEs.
+		at_least "$T/cxx.json" region.pieces 2
 	); then
 		ok "cxxthrow: the heap grew into the region at 0x$ADDR; exceptions after the move as native"
 	else

@@ -734,7 +734,7 @@ static void kind_mremap_dontunmap(void)
 
 		emit("%s:   the moved part crc %08x; the old place mapped %s, zeroed %s", cur,
 		     crc(p, STEP), still ? "yes" : "no", still && zeroed(old, STEP) ? "yes" : "no");
-		show_range(base, base + span);
+		show_range(base, base + STEP);
 		x_munmap(base, STEP);
 	}
 	munmap(old, STEP);

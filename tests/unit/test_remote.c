@@ -1982,6 +1982,125 @@ START_TEST(test_region)
 }
 END_TEST
 
+/*
+ * A region in pieces: parts of it move with remote mremaps, the piece table
+ * says where each part of the layout is (in optd and in the header page),
+ * neighbours that meet again join, and removal unmaps every piece.
+ */
+START_TEST(test_region_pieces)
+{
+	const uint64_t size = 16 * PG;
+	struct inj_place_policy policy = {
+	    .heap_reserve = 1ULL << 30, .stack_guard_gap = 1ULL << 20, .gap = 1ULL << 20};
+	struct optd_region_pieces table;
+	struct inj_region *reg = NULL;
+	uint64_t near_lo, near_hi, addr = 0, away;
+	char *text_before, *text_now;
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+	struct maps *m;
+	long res;
+
+	c = spawn(child_read);
+	expect_ready(c);
+	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
+	d.p = seize_stopped(c->pid);
+	t = d.p->threads[0];
+	text_before = maps_text(c->pid);
+	m = maps_of(c->pid);
+	ck_assert_int_eq(maps_span_of(m, self_exe(), &near_lo, &near_hi), 0);
+	/* Room for the region and, 1 MiB above it, for a part moved away. */
+	ck_assert_int_eq(inj_region_find_place(t, m, near_lo, near_hi, size + (1ULL << 20) + size,
+					       PG, &policy, &addr),
+			 0);
+	maps_free(m);
+	away = addr + size + (1ULL << 20);
+	ck_assert_int_eq(inj_region_create(t, addr, size, &reg), 0);
+	ck_assert_uint_eq(reg->n_pieces, 1);
+	ck_assert(inj_region_contains(reg, addr + size - 1));
+	ck_assert(!inj_region_contains(reg, addr + size));
+
+	/* Pages 4 and 5 move away: three pieces. */
+	ck_assert_int_eq(inj_syscall(t, SYS_mremap, &res, (long)(addr + 4 * PG), (long)(2 * PG),
+				     (long)(2 * PG), MREMAP_MAYMOVE | MREMAP_FIXED, (long)away, 0),
+			 0);
+	ck_assert_int_eq(res, (long)away);
+	ck_assert_int_eq(inj_region_move_part(reg, addr + 4 * PG, addr + 6 * PG, away), 0);
+	ck_assert_uint_eq(reg->n_pieces, 3);
+	ck_assert_uint_eq(reg->base, addr);
+	ck_assert(reg->hdr.flags & OPTD_REGION_F_PIECES);
+	ck_assert_uint_eq(reg->pieces[1].off, 4 * PG);
+	ck_assert_uint_eq(reg->pieces[1].len, 2 * PG);
+	ck_assert_uint_eq(reg->pieces[1].addr, away);
+	ck_assert_uint_eq(inj_region_addr(reg, 5 * PG + 8), away + PG + 8);
+	ck_assert_uint_eq(inj_region_addr(reg, 6 * PG), addr + 6 * PG);
+	ck_assert(!inj_region_contains(reg, addr + 4 * PG));
+	ck_assert(inj_region_contains(reg, away + 2 * PG - 1));
+	ck_assert(inj_region_overlaps(reg, addr + 5 * PG, addr + 6 * PG + 1));
+	ck_assert(!inj_region_overlaps(reg, addr + 4 * PG, addr + 6 * PG));
+	/* A range across two pieces is not one part. */
+	ck_assert_int_eq(inj_region_move_part(reg, addr + 3 * PG, addr + 7 * PG, away), -EINVAL);
+
+	/* The header page says so too. */
+	ck_assert_int_eq(inj_region_write_header(d.p, reg), 0);
+	ck_assert_int_eq(inj_mem_read(d.p, addr + OPTD_REGION_PIECES_OFFSET, &table, sizeof(table)),
+			 0);
+	ck_assert_uint_eq(table.count, 3);
+	ck_assert_mem_eq(table.v, reg->pieces, 3 * sizeof(table.v[0]));
+
+	/* Back where it was: one piece again. */
+	ck_assert_int_eq(inj_syscall(t, SYS_mremap, &res, (long)away, (long)(2 * PG),
+				     (long)(2 * PG), MREMAP_MAYMOVE | MREMAP_FIXED,
+				     (long)(addr + 4 * PG), 0),
+			 0);
+	ck_assert_int_eq(inj_region_move_part(reg, away, away + 2 * PG, addr + 4 * PG), 0);
+	ck_assert_uint_eq(reg->n_pieces, 1);
+	ck_assert(!(reg->hdr.flags & OPTD_REGION_F_PIECES));
+
+	/* The header page moves: base follows. */
+	ck_assert_int_eq(inj_syscall(t, SYS_mremap, &res, (long)addr, (long)PG, (long)PG,
+				     MREMAP_MAYMOVE | MREMAP_FIXED, (long)away, 0),
+			 0);
+	ck_assert_int_eq(inj_region_move_part(reg, addr, addr + PG, away), 0);
+	ck_assert_uint_eq(reg->n_pieces, 2);
+	ck_assert_uint_eq(reg->base, away);
+	ck_assert_uint_eq(reg->hdr.base, away);
+	ck_assert_uint_eq(inj_region_addr(reg, 0), away);
+
+	ck_assert_int_eq(inj_region_remove(t, reg), 0);
+	inj_region_free(reg);
+	text_now = maps_text(c->pid);
+	ck_assert_str_eq(text_now, text_before);
+	free(text_now);
+	free(text_before);
+	ck_assert_int_eq(inj_process_resume(d.p), 0);
+	send(c, "later");
+	assert_exit0(finish(&d));
+}
+END_TEST
+
+/* A table that would pass OPTD_REGION_MAX_PIECES is refused and left as it was. */
+START_TEST(test_region_pieces_full)
+{
+	struct inj_region reg = {.base = 0x100000, .size = 64 * PG, .n_pieces = 1};
+	struct inj_region before;
+
+	reg.pieces[0] = (struct optd_region_piece){0, 64 * PG, 0x100000};
+	/* Every other page away: each move of an inner page adds two pieces. */
+	for (uint64_t i = 1; reg.n_pieces + 2 <= OPTD_REGION_MAX_PIECES; i += 2)
+		ck_assert_int_eq(inj_region_move_part(&reg, 0x100000 + i * PG,
+						      0x100000 + (i + 1) * PG, 0x900000 + i * PG),
+				 0);
+	ck_assert_uint_eq(reg.n_pieces, OPTD_REGION_MAX_PIECES - 1);
+	before = reg;
+	ck_assert_int_eq(
+	    inj_region_move_part(&reg, 0x100000 + 20 * PG, 0x100000 + 21 * PG, 0x900000 + 20 * PG),
+	    -ENOSPC);
+	ck_assert_mem_eq(&reg, &before, sizeof(reg));
+}
+END_TEST
+
 /* ---- 12. a target killed under us ---- */
 
 enum kill_case {
@@ -2223,6 +2342,8 @@ static Suite *remote_suite(void)
 	tcase_add_test(mem, test_mem_unmapped);
 
 	tcase_add_loop_test(region, test_region, 0, 2);
+	tcase_add_test(region, test_region_pieces);
+	tcase_add_test(region, test_region_pieces_full);
 
 	tcase_add_loop_test(death, test_killed, 0, 2 * KILL_CASES);
 
