@@ -92,6 +92,13 @@ struct relocation {
 	/* A private copy made for a move (relocate_unshare()): the relocation
 	 * that owns set and texts, which the records point into. */
 	struct relocation *origin;
+	/*
+	 * The code area as written into the target (the copies, the trap and
+	 * the .eh_frame), in the region's layout: byte 0 is the region's
+	 * code_offset. Moves change it here and write only what changed.
+	 */
+	uint8_t *image;
+	size_t image_len;
 };
 
 static void count_refusal(struct relocation *rel, const char *reason)
@@ -132,6 +139,7 @@ void relocation_free(struct relocation *rel)
 	free(rel->funcs);
 	free(rel->stats.refused);
 	free(rel->unwind.unsafe);
+	free(rel->image);
 	relocation_free(rel->origin);
 	free(rel);
 }
@@ -1007,6 +1015,9 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 	r = inj_mem_write(tg->proc, base, buf, used, NULL);
 	if (r < 0)
 		return r;
+	free(rel->image);
+	rel->image = TAKE_PTR(buf);
+	rel->image_len = used;
 	if (rel->unwind.wanted) {
 		/* Unwind information first: once patched, copies may be unwound through. */
 		const char *why = "no_room_for_unwind_info";
@@ -1096,7 +1107,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 	/* The header in the target says how much of the code area is used. */
 	reg->hdr.code_used = used;
 	reg->hdr.generation++;
-	r = inj_mem_write(tg->proc, reg->base, &reg->hdr, sizeof(reg->hdr), NULL);
+	r = inj_region_write_header(tg->proc, reg);
 	return r == -ESRCH ? r : 0;
 }
 
@@ -1192,6 +1203,8 @@ int relocate_unshare(struct relocation **relp)
 	c->refs = 1;
 	c->origin = rel->origin ? rel->origin : rel;
 	c->origin->refs++; /* keeps the modules and texts the records point into */
+	c->image = NULL;
+	c->n = 0; /* until the records are copied */
 	c->funcs = calloc(rel->n ? rel->n : 1, sizeof(*c->funcs));
 	c->stats.refused =
 	    malloc((rel->stats.n_refused ? rel->stats.n_refused : 1) * sizeof(*c->stats.refused));
@@ -1199,11 +1212,14 @@ int relocate_unshare(struct relocation **relp)
 	    malloc((rel->unwind.n_unsafe ? rel->unwind.n_unsafe : 1) * sizeof(*c->unwind.unsafe));
 	if (!c->funcs || !c->stats.refused || !c->unwind.unsafe)
 		goto fail;
+	if (rel->image && !(c->image = malloc(rel->image_len)))
+		goto fail;
+	if (rel->image)
+		memcpy(c->image, rel->image, rel->image_len);
 	memcpy(c->stats.refused, rel->stats.refused,
 	       rel->stats.n_refused * sizeof(*c->stats.refused));
 	memcpy(c->unwind.unsafe, rel->unwind.unsafe,
 	       rel->unwind.n_unsafe * sizeof(*c->unwind.unsafe));
-	c->n = 0;
 	for (size_t i = 0; i < rel->n; i++) {
 		c->funcs[i] = rel->funcs[i];
 		c->funcs[i].res = NULL;
@@ -1480,19 +1496,87 @@ static int unwind_moved(struct target *tg, struct relocation *rel, uint64_t old_
 	return 0;
 }
 
-/* The code area of a region as it lies now: one buffer per piece. */
-struct code_mirror {
-	uint64_t addr;
-	size_t len;
-	uint8_t *buf;
+/* Byte ranges of the code image that a move changed, to write back. */
+struct dirty {
+	uint64_t *v; /* start, end pairs, image offsets */
+	size_t n, cap;
 };
 
-static uint8_t *mirror_at(const struct code_mirror *m, unsigned n, uint64_t addr, size_t len)
+static int dirty_add(struct dirty *d, uint64_t start, uint64_t end)
 {
-	for (unsigned i = 0; i < n; i++)
-		if (addr >= m[i].addr && addr + len <= m[i].addr + m[i].len)
-			return m[i].buf + (addr - m[i].addr);
-	return NULL;
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 256;
+		uint64_t *v = realloc(d->v, ncap * 2 * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = ncap;
+	}
+	d->v[2 * d->n] = start;
+	d->v[2 * d->n + 1] = end;
+	d->n++;
+	return 0;
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+	return cmp_u64(a, b);
+}
+
+/*
+ * Writes the dirty ranges of the image to where their bytes are now, in as
+ * few writes as the pieces allow: ranges less than a page apart join.
+ */
+static int dirty_write(struct target *tg, const struct relocation *rel, struct dirty *d)
+{
+	const struct inj_region *reg = tg->region;
+	uint64_t code = reg->hdr.code_offset;
+
+	qsort(d->v, d->n, 2 * sizeof(*d->v), cmp_span);
+	for (size_t i = 0; i < d->n;) {
+		uint64_t start = d->v[2 * i], end = d->v[2 * i + 1];
+		uint64_t at = inj_region_addr(reg, code + start);
+		const struct optd_region_piece *pc = inj_region_piece_at(reg, at);
+		int r;
+
+		if (!pc)
+			return -EINVAL;
+		for (i++; i < d->n && d->v[2 * i] < end + 4096; i++) {
+			uint64_t e = d->v[2 * i + 1] > end ? d->v[2 * i + 1] : end;
+			if (at + (e - start) > pc->addr + pc->len)
+				break; /* the next range is in another piece */
+			end = e;
+		}
+		r = inj_mem_write(tg->proc, at, rel->image + start, end - start, NULL);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Whether a copy's relocation records lead into [lo, hi). */
+static bool refers_into(const struct copier_result *res, uint64_t lo, uint64_t hi)
+{
+	for (size_t k = 0; k < res->n_relocs; k++)
+		if (res->relocs[k].target_kind != COPIER_TARGET_INTERNAL &&
+		    moved_in(res->relocs[k].target, lo, hi))
+			return true;
+	return false;
+}
+
+/* The image offset of target address addr in the code area, or -1. */
+static int64_t image_off(const struct inj_region *reg, const struct relocation *rel, uint64_t addr,
+			 size_t len)
+{
+	const struct optd_region_piece *pc = inj_region_piece_at(reg, addr);
+	uint64_t off;
+
+	if (!pc || addr + len > pc->addr + pc->len)
+		return -1;
+	off = pc->off + (addr - pc->addr);
+	if (off < reg->hdr.code_offset || off - reg->hdr.code_offset + len > rel->image_len)
+		return -1;
+	return (int64_t)(off - reg->hdr.code_offset);
 }
 
 int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start, uint64_t old_end,
@@ -1500,80 +1584,72 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 {
 	struct inj_region *reg = tg->region;
 	struct unwind_reg *u = &rel->unwind;
-	uint64_t code = reg->hdr.code_offset, used = reg->hdr.code_used;
 	uint64_t old_object = u->object;
-	struct code_mirror m[OPTD_REGION_MAX_PIECES] = {{0}};
-	unsigned n = 0;
+	struct dirty d = {0};
 	uint8_t *eh = NULL;
 	int r = 0;
 
-	if (!used)
+	if (!rel->image)
 		return 0;
-	for (unsigned i = 0; i < reg->n_pieces; i++) {
-		const struct optd_region_piece *pc = &reg->pieces[i];
-		uint64_t s = pc->off > code ? pc->off : code;
-		uint64_t e = pc->off + pc->len < code + used ? pc->off + pc->len : code + used;
-		if (s >= e)
-			continue;
-		m[n] = (struct code_mirror){pc->addr + (s - pc->off), e - s, malloc(e - s)};
-		if (!m[n++].buf) {
-			r = -ENOMEM;
-			goto out;
-		}
-		r = inj_mem_read(tg->proc, m[n - 1].addr, m[n - 1].buf, m[n - 1].len);
-		if (r < 0)
-			goto out;
-	}
-	for (size_t i = 0; i < rel->n; i++) {
+	for (size_t i = 0; i < rel->n && r == 0; i++) {
 		struct reloc_func *f = &rel->funcs[i];
-		uint64_t at;
-		uint8_t *bytes;
+		bool moves;
+		int64_t off;
 
 		if (!f->res)
 			continue;
-		at = moved_in(f->dest, old_start, old_end) ? f->dest + (uint64_t)delta : f->dest;
-		bytes = mirror_at(m, n, at, f->size);
-		if (!bytes) {
+		moves = moved_in(f->dest, old_start, old_end);
+		if (!moves && !refers_into(f->res, old_start, old_end))
+			continue;
+		off = image_off(reg, rel, moves ? f->dest + (uint64_t)delta : f->dest, f->size);
+		if (off < 0) {
 			r = -EINVAL;
-			goto out;
+			break;
 		}
-		r = copier_relocate(bytes, f->res, old_start, old_end, delta);
-		if (r < 0)
-			goto out;
+		r = copier_relocate(rel->image + off, f->res, old_start, old_end, delta);
+		if (r == 0)
+			r = dirty_add(&d, (uint64_t)off, (uint64_t)off + f->size);
 		f->dest = f->res->dest_addr;
 	}
 	/* The copies' FDEs hold absolute pc_begin pointers (ehframe.h). */
-	if (u->eh_frame) {
+	if (r == 0 && u->eh_frame) {
+		int64_t off;
+		bool changed = false;
+
 		if (moved_in(u->eh_frame, old_start, old_end))
 			u->eh_frame += (uint64_t)delta;
-		eh = mirror_at(m, n, u->eh_frame, u->eh_frame_size);
-		if (!eh) {
+		off = image_off(reg, rel, u->eh_frame, u->eh_frame_size);
+		if (off < 0)
 			r = -EINVAL;
-			goto out;
-		}
-		for (uint64_t off = 0; off + 8 <= u->eh_frame_size;) {
+		else
+			eh = rel->image + off;
+		for (uint64_t o = 0; eh && o + 8 <= u->eh_frame_size;) {
 			uint32_t len, id;
-			memcpy(&len, eh + off, 4);
-			if (!len || len == UINT32_MAX || off + 4 + len > u->eh_frame_size)
+			memcpy(&len, eh + o, 4);
+			if (!len || len == UINT32_MAX || o + 4 + len > u->eh_frame_size)
 				break;
-			memcpy(&id, eh + off + 4, 4);
+			memcpy(&id, eh + o + 4, 4);
 			if (id && len >= 12) {
 				uint64_t pc;
-				memcpy(&pc, eh + off + 8, 8);
-				if (moved_in(pc, old_start, old_end))
+				memcpy(&pc, eh + o + 8, 8);
+				if (moved_in(pc, old_start, old_end)) {
 					pc += (uint64_t)delta;
-				memcpy(eh + off + 8, &pc, 8);
+					memcpy(eh + o + 8, &pc, 8);
+					changed = true;
+				}
 			}
-			off += 4 + len;
+			o += 4 + len;
 		}
+		if (changed)
+			r = dirty_add(&d, (uint64_t)off, (uint64_t)off + u->eh_frame_size);
 	}
 	if (u->trap && moved_in(u->trap, old_start, old_end))
 		u->trap += (uint64_t)delta;
-	for (unsigned i = 0; i < n; i++) {
-		r = inj_mem_write(tg->proc, m[i].addr, m[i].buf, m[i].len, NULL);
-		if (r < 0)
-			goto out;
-	}
+	if (r == 0)
+		r = dirty_write(tg, rel, &d);
+	free(d.v);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < rel->n; i++) {
 		struct reloc_func *f = &rel->funcs[i];
 		if (!f->res || !f->patch.applied ||
@@ -1581,18 +1657,14 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 			continue;
 		r = inj_patch_retarget(tg->proc, &f->patch, f->dest + f->res->entry_patch_off);
 		if (r == -ESRCH)
-			goto out;
+			return r;
 		if (r < 0)
 			log_warn("%d: the entry of %s could not follow its copy: %s", tg->pid,
 				 f->fn->name ? f->fn->name : "?", strerror(-r));
-		r = 0;
 	}
 	if (u->object && moved_in(u->object, old_start, old_end))
 		u->object += (uint64_t)delta;
 	if (u->registered)
-		r = unwind_moved(tg, rel, old_object, old_start, old_end, delta, eh);
-out:
-	for (unsigned i = 0; i < n; i++)
-		free(m[i].buf);
-	return r;
+		return unwind_moved(tg, rel, old_object, old_start, old_end, delta, eh);
+	return 0;
 }
