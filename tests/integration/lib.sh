@@ -350,6 +350,14 @@ expect_json() {
 	expect_eq "stats ${1##*/}: $2" "$got" "$3"
 }
 
+# at_least FILE KEY.PATH N: the statistics value is a count >= N.
+at_least() {
+	local got
+	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
+	[[ $got =~ ^[0-9]+$ ]] || fail "stats ${1##*/}: $2 is '$got', not a count"
+	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
+}
+
 # expect_json_number FILE KEY.PATH: the value is a number >= 0.
 expect_json_number() {
 	local got

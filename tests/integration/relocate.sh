@@ -37,13 +37,6 @@ SQLITE=/usr/bin/sqlite3
 [[ -x $PYTHON ]] || fail "$PYTHON is not installed (scripts/install-deps.sh)"
 [[ -x $SQLITE ]] || fail "$SQLITE is not installed (scripts/install-deps.sh)"
 
-# at_least FILE KEY N: the stats value KEY is a number >= N.
-at_least() {
-	local got
-	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
-	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
-}
-
 # check NAME MIN OPTION CMD...: CMD natively and under `optd run OPTION`;
 # same output and status, and at least MIN functions relocated.
 check() {
