@@ -125,7 +125,8 @@ static bool down(const struct maps *m, const struct placement_facts *f, uint64_t
 
 	if (end < f->size + PAGE)
 		return false;
-	lo = sat_sub(floor, f->size) > lo ? sat_sub(floor, f->size) : lo;
+	if (sat_sub(floor + PAGE, f->size) > lo)
+		lo = sat_sub(floor + PAGE, f->size);
 	ret->addr = scan(m, f, end - f->size, true, lo, end);
 	ret->what = what;
 	return ret->addr != 0;
