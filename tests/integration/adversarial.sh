@@ -23,6 +23,8 @@
 #   --relocate=none (no copies, no reach to keep):
 #	gron: the region sits at the Go runtime's first arena hint; the
 #	runtime's hint and then its next arena collide;
+#	python3 recursing deep in C: the region sits in the main stack's
+#	growth area, and the stack grows into it, twice at least;
 #	collide stack: the region sits in the main stack's growth area; the
 #	stack's growth collides again and again, further down each time;
 #	collide stack_touch: a first write far below the stack pointer, inside
@@ -207,13 +209,33 @@ at_least "$T/forker.json" collisions.total 1
 ok "cxxthrow, threads, forker: same output; $(said cxxthrow); $(said threads); $(said forker)"
 
 # The stack, without copies (the stack is far out of reach of any
-# executable). Without address-space randomisation the stack's place is
-# known from a native run.
+# executable). python3 first: repr() of deeply nested lists recurses in C,
+# megabytes deep.
+ulimit -S -s 8192 2>/dev/null || log "cannot set the stack limit to 8 MiB; keeping $(ulimit -s) KiB"
+cat >"$T/deep.py" <<'PYEOF'
+import sys, zlib
+sys.setrecursionlimit(100000)
+def nest(n):
+    l = []
+    for _ in range(n):
+        l = [l]
+    return l
+for depth in (1000, 4000, 12000):
+    s = repr(nest(depth))
+    print(depth, len(s), zlib.crc32(s.encode()))
+PYEOF
+adv deep none "$PYTHON" "$T/deep.py"
+same_result native_deep deep
+expect_eq "python3 deep recursion: exit status" "${STATUS_OF[deep]}" 0
+at_least "$T/deep.json" collisions.stack 2
+ok "python3 deep recursion, --relocate=none: same output; $(said deep); $TIMES"
+
+# Without address-space randomisation the stack's place is known from a
+# native run.
 if ! setarch -R true 2>/dev/null; then
-	log "setarch -R does not work here: the stack is not tested"
+	log "setarch -R does not work here: collide's stack cases are not run"
 	exit 0
 fi
-ulimit -S -s 8192 2>/dev/null || log "cannot set the stack limit to 8 MiB; keeping $(ulimit -s) KiB"
 run layout setarch -R "$TGT_DIR/collide" layout
 expect_eq "collide layout: exit status" "$STATUS" 0
 declare -A L=()
