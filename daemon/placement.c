@@ -9,7 +9,6 @@
 #include <libelf.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include "guard.h"
@@ -17,6 +16,7 @@
 #include "optd.h"
 #include "place.h"
 #include "placement.h"
+#include "region.h"
 #include "supervisor.h"
 #include "syscall.h"
 #include "target.h"
@@ -24,8 +24,6 @@
 
 #define PAGE 4096ULL
 #define STACK_GUARD_GAP (1ULL << 20)
-/* An unlimited stack can grow until it meets a mapping; place.c's habit: count 4 GiB. */
-#define STACK_LIMIT_CAP (4ULL << 30)
 /*
  * Every adversarial move that leaves the guarded windows installs a filter,
  * and filters cannot be removed. Half the kernel's budget stays for the
@@ -213,14 +211,6 @@ static bool go_executable(pid_t pid)
 	return go;
 }
 
-static uint64_t mmap_min_addr(void)
-{
-	_cleanup_fclose_ FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
-	unsigned long long v;
-
-	return f && fscanf(f, "%llu", &v) == 1 ? v : 65536;
-}
-
 /*
  * The facts of tg's address space (the world is stopped): the break from
  * a remote brk(0), the stack from m, RLIMIT_STACK. Reach: [lo, hi) when tg
@@ -234,11 +224,10 @@ static int gather(struct target *tg, const struct maps *m, uint64_t size, uint64
 	struct placement_facts f = {
 	    .size = size,
 	    .stack_guard_gap = STACK_GUARD_GAP,
-	    .mmap_min_addr = mmap_min_addr(),
+	    .mmap_min_addr = inj_mmap_min_addr(),
 	    .go_hint = tg->placement.go ? SUPERVISOR_GO_ARENA_HINT : 0,
 	    .moves = tg->placement.moves,
 	};
-	struct rlimit rl;
 	long brk_now = 0;
 	int r;
 
@@ -255,10 +244,7 @@ static int gather(struct target *tg, const struct maps *m, uint64_t size, uint64
 	if (stack) {
 		f.stack_start = stack->start;
 		f.stack_end = stack->end;
-		f.stack_limit = STACK_LIMIT_CAP;
-		if (prlimit(tg->pid, RLIMIT_STACK, NULL, &rl) == 0 &&
-		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < f.stack_limit)
-			f.stack_limit = rl.rlim_cur;
+		f.stack_limit = inj_stack_limit(tg->pid);
 	}
 	*ret = f;
 	return 0;

@@ -49,19 +49,7 @@ done
 command -v gcc >/dev/null || fail "gcc is not installed (scripts/install-deps.sh)"
 
 # Relocated processes leave /tmp/perf-PID.map behind; remove this test's.
-shopt -s nullglob
-PERF_MAPS_BEFORE=(/tmp/perf-*.map)
-remove_new_perf_maps() {
-	local m old keep
-	for m in /tmp/perf-*.map; do
-		keep=0
-		for old in "${PERF_MAPS_BEFORE[@]}"; do
-			[[ $m == "$old" ]] && keep=1
-		done
-		((keep)) || rm -f "$m"
-	done
-}
-trap 'remove_new_perf_maps; cleanup' EXIT
+remove_new_perf_maps_at_exit
 
 # timed NAME CMD...: `run NAME CMD...`; US[NAME] gets its run time in µs.
 declare -A US=()

@@ -18,19 +18,7 @@ need_optd
 
 # Every relocated process leaves /tmp/perf-PID.map for perf report (the JIT
 # convention); remove the ones this test causes.
-shopt -s nullglob
-PERF_MAPS_BEFORE=(/tmp/perf-*.map)
-remove_new_perf_maps() {
-	local m old keep
-	for m in /tmp/perf-*.map; do
-		keep=0
-		for old in "${PERF_MAPS_BEFORE[@]}"; do
-			[[ $m == "$old" ]] && keep=1
-		done
-		((keep)) || rm -f "$m"
-	done
-}
-trap 'remove_new_perf_maps; cleanup' EXIT
+remove_new_perf_maps_at_exit
 
 PYTHON=/usr/bin/python3
 SQLITE=/usr/bin/sqlite3

@@ -958,20 +958,30 @@ static __attribute__((noinline)) uint32_t descend(unsigned depth)
 	return tgt_crc32(c, (const void *)frame, STEP);
 }
 
-static void kind_stack(void)
+/* The [stack] mapping as the maps say now; NULL after a setup error. */
+static const struct seg *stack_seg(void)
 {
-	uintptr_t top = 0;
-	struct rlimit rl;
-	uint32_t c;
-
 	if (read_maps() < 0) {
 		setup_error("cannot read /proc/self/maps");
-		return;
+		return NULL;
 	}
 	for (size_t i = 0; i < nsegs; i++)
 		if (!strcmp(segs[i].what, "[stack]"))
-			top = segs[i].end;
-	if (!top || base + span >= top) {
+			return &segs[i];
+	setup_error("no [stack] in /proc/self/maps");
+	return NULL;
+}
+
+static void kind_stack(void)
+{
+	const struct seg *stack = stack_seg();
+	uintptr_t top = stack ? stack->end : 0;
+	struct rlimit rl;
+	uint32_t c;
+
+	if (!stack)
+		return;
+	if (base + span >= top) {
 		setup_error("stack: the range is not below the stack");
 		return;
 	}
@@ -998,19 +1008,15 @@ static void kind_stack(void)
 static void kind_stack_touch(void)
 {
 	volatile unsigned char *p = (volatile unsigned char *)base;
-	uintptr_t start = 0;
+	const struct seg *stack;
 
 	p[0] = 0xa5;
 	p[span - 1] = 0x5a;
-	if (read_maps() < 0) {
-		setup_error("cannot read /proc/self/maps");
+	stack = stack_seg();
+	if (!stack)
 		return;
-	}
-	for (size_t i = 0; i < nsegs; i++)
-		if (!strcmp(segs[i].what, "[stack]"))
-			start = segs[i].start;
 	emit("%s: wrote +0x0 and %s: read back %02x %02x; [stack] reaches ADDR %s", cur,
-	     rel(base + span - 1), p[0], p[span - 1], start && start <= base ? "yes" : "no");
+	     rel(base + span - 1), p[0], p[span - 1], stack->start <= base ? "yes" : "no");
 }
 
 /* ---- threads, signals, fork, exec ---- */
