@@ -9,7 +9,6 @@
 #include <libelf.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 
 #include "guard.h"
 #include "log.h"
@@ -228,7 +227,6 @@ static int gather(struct target *tg, const struct maps *m, uint64_t size, uint64
 	    .go_hint = tg->placement.go ? SUPERVISOR_GO_ARENA_HINT : 0,
 	    .moves = tg->placement.moves,
 	};
-	long brk_now = 0;
 	int r;
 
 	if (!t)
@@ -237,10 +235,9 @@ static int gather(struct target *tg, const struct maps *m, uint64_t size, uint64
 		f.reach_lo = lo;
 		f.reach_hi = hi;
 	}
-	r = inj_syscall(t, SYS_brk, &brk_now, 0);
+	r = inj_region_brk(t, &f.brk);
 	if (r < 0)
 		return r;
-	f.brk = brk_now > 0 ? (uint64_t)brk_now : 0;
 	if (stack) {
 		f.stack_start = stack->start;
 		f.stack_end = stack->end;

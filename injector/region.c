@@ -48,13 +48,11 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 	    .avoid = policy->avoid,
 	};
 	const struct maps_entry *stack = maps_find_kind(m, MAPS_STACK);
-	long brk_now = 0;
 	int r;
 
-	r = inj_syscall(t, SYS_brk, &brk_now, 0);
+	r = inj_region_brk(t, &req.brk);
 	if (r < 0)
 		return r;
-	req.brk = brk_now > 0 ? (uint64_t)brk_now : 0;
 
 	if (stack) {
 		req.stack_top = stack->end;
@@ -62,6 +60,17 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 	}
 	req.mmap_min_addr = inj_mmap_min_addr();
 	return place_find(m, &req, ret_addr);
+}
+
+int inj_region_brk(struct inj_thread *t, uint64_t *ret)
+{
+	long brk_now = 0;
+	int r = inj_syscall(t, SYS_brk, &brk_now, 0);
+
+	if (r < 0)
+		return r;
+	*ret = brk_now > 0 ? (uint64_t)brk_now : 0;
+	return 0;
 }
 
 uint64_t inj_stack_limit(pid_t pid)
