@@ -16,6 +16,9 @@
 #	gcc -O2 -c duktape.c (driver, cc1 and as, each image placed at its
 #	entry point): the object file is byte for byte the native one;
 #	sqlite3 on a script;
+#	perl, whose interpreter keeps its place with sigsetjmp (JMPENV): the
+#	functions that call it are not relocated (calls_setjmp), or the
+#	longjmp at its exit would return into a place the region has left;
 #	gron, a Go program with cgo: its C allocator's heap collides; the Go
 #	runtime's arena hint 0xc000000000 is out of reach of its copies;
 #	the project's cxxthrow (exceptions through copies after the heap grew
@@ -156,6 +159,18 @@ same_result native_sqlite3 sqlite3
 at_least "$T/sqlite3.json" functions.relocated 100
 at_least "$T/sqlite3.json" collisions.brk 2
 ok "sqlite3: same output; $(said sqlite3); $TIMES"
+
+PERL=/usr/bin/perl
+[[ -x $PERL ]] || fail "$PERL is not installed (package perl-base)"
+adv perl all "$PERL" -e 'my %h; $h{$_} = $_ * 2 for 1 .. 200000;
+	my @k = sort { $a <=> $b } keys %h; my $s = 0; $s += $h{$_} for @k;
+	eval { die "caught\n" }; print scalar(@k), " $s $@"; exit 3'
+same_result native_perl perl
+expect_eq "perl: exit status" "${STATUS_OF[perl]}" 3
+at_least "$T/perl.json" functions.relocated 1000
+at_least "$T/perl.json" functions.refused.calls_setjmp 1
+at_least "$T/perl.json" collisions.brk 2
+ok "perl: same output and status; $(said perl); $TIMES"
 
 # gron: Go with cgo. Its C functions (FDEs near 0x400000) are relocated, so
 # the region must stay within 2 GiB of them: 0xc000000000 is out of reach,
