@@ -9,8 +9,10 @@
  * adversarial is a validation mode that does the opposite: the region goes
  * where the target is about to ask, so that its requests do collide and the
  * guard has to move the pages (DESIGN.md, "The guard"). The candidates, in
- * order, the first that is free, clear of the request that collided and
- * within rel32 reach of what the copies refer to (or will refer to):
+ * order; each is the first place from its start, in its direction, that is
+ * free (a free page on each side), clear of the request that collided and
+ * within rel32 reach of what the copies refer to (or will refer to), no
+ * further than 256 MiB from the start:
  *
  *   after a collision, where the request shows the target is heading:
  *     brk        above the new break;
@@ -19,9 +21,10 @@
  *                such requests goes (upward unless the last two went down);
  *     stack      further down the stack's growth area, below the fault;
  *   each time a back-off further away (PLACEMENT_BACKOFF, doubling with
- *   every adversarial move), so that the moves stay logarithmic in how far
- *   the target goes; after PLACEMENT_MAX_MOVES, or when few seccomp
- *   filters are left to install, placement is near again;
+ *   every adversarial move), so that the moves grow with the logarithm of
+ *   how far the target goes; after PLACEMENT_MAX_MOVES, or once less than
+ *   half the kernel's budget for seccomp filters is left (a move out of
+ *   every guarded window installs one), placement is near again;
  *   then, and for the first placement of an image:
  *     the Go runtime's first arena hint, for a Go executable;
  *     the main stack's growth area, just below [stack] and its guard gap;
