@@ -1039,20 +1039,12 @@ const struct func *module_find_func_by_name(const struct module *mod, const char
 
 const char *module_got_symbol(const struct module *mod, uint64_t slot)
 {
-	size_t lo = 0, hi;
+	const struct module_got key = {.slot = slot}, *g;
 
-	if (!mod)
+	if (!mod || !mod->n_got)
 		return NULL;
-	hi = mod->n_got;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (mod->got[mid].slot < slot)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < mod->n_got && mod->got[lo].slot == slot ? mod->got[lo].name : NULL;
+	g = bsearch(&key, mod->got, mod->n_got, sizeof(*mod->got), got_slot_cmp);
+	return g ? g->name : NULL;
 }
 
 /* ---- the set of a process's modules ---- */
