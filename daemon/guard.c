@@ -19,6 +19,7 @@
 #include "log.h"
 #include "maps.h"
 #include "mem.h"
+#include "placement.h"
 #include "procfs.h"
 #include "ptrace.h"
 #include "relocate.h"
@@ -218,6 +219,11 @@ int guard_inherit(struct target *child, const struct target *parent)
 	return 0;
 }
 
+size_t guard_filter_room(const struct guard *g)
+{
+	return g->filter_insns < KERNEL_FILTER_BUDGET ? KERNEL_FILTER_BUDGET - g->filter_insns : 0;
+}
+
 void guard_free(struct guard *g)
 {
 	free(g->windows);
@@ -261,6 +267,9 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 				(void)maps_span_of(m, e->path, &lo, &hi);
 		}
 	}
+	r = placement_after_hit(tg, m, lo, hi, size, ret_addr);
+	if (r != -ENOENT)
+		return r;
 	for (size_t i = 0; i < avoid->n; i++) {
 		r = rangeset_add(&all, avoid->v[i].start, avoid->v[i].end);
 		if (r < 0)
@@ -521,6 +530,7 @@ static int handle_request(struct target *tg, struct inj_thread *t, bool *ret_mov
 		if (r < 0)
 			return r;
 	}
+	placement_note_request(tg, &req);
 	r = move_region(tg, &avoid);
 	if (r < 0)
 		return r;
@@ -556,15 +566,19 @@ int guard_before_resume(struct target *tg)
 
 /*
  * A SIGSEGV from the main stack failing to grow because a piece of the
- * region (with the stack guard gap) is in the way: the fault lies between
- * the piece's start and the [stack] mapping right above it.
+ * region is in the way. The piece lies below [stack] with nothing between
+ * them, and the fault is where the stack would have grown: in the guard gap
+ * above the piece (SEGV_MAPERR), inside the piece (SEGV_ACCERR: a frame
+ * larger than the gap wrote to its pages), or below it with nothing between
+ * (SEGV_MAPERR: a frame that jumped past it).
  */
 static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct range *ret_area)
 {
 	struct inj_region *reg = tg->region;
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	const struct maps_entry *stack;
-	uint64_t addr = (uint64_t)(uintptr_t)t->siginfo.si_addr, end = 0;
+	uint64_t addr = (uint64_t)(uintptr_t)t->siginfo.si_addr, start = 0, end = 0;
+	bool beyond = false;
 	struct rlimit rl;
 	int r;
 
@@ -577,12 +591,19 @@ static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct ra
 		t->have_siginfo = true;
 		addr = (uint64_t)(uintptr_t)t->siginfo.si_addr;
 	}
-	if (t->siginfo.si_code != SEGV_MAPERR)
-		return 0;
-	for (unsigned i = 0; i < reg->n_pieces; i++)
-		if (addr >= reg->pieces[i].addr &&
-		    addr < reg->pieces[i].addr + reg->pieces[i].len + STACK_GUARD_GAP + PAGE)
-			end = reg->pieces[i].addr + reg->pieces[i].len;
+	/* The highest piece the fault can be blamed on: only it can lie right below [stack]. */
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		uint64_t ps = reg->pieces[i].addr, pe = ps + reg->pieces[i].len;
+		bool maperr = t->siginfo.si_code == SEGV_MAPERR;
+		bool in_gap = maperr && addr >= pe && addr < pe + STACK_GUARD_GAP + PAGE;
+		bool in_piece = t->siginfo.si_code == SEGV_ACCERR && addr >= ps && addr < pe;
+
+		if ((in_gap || in_piece || (maperr && addr < ps)) && ps > start) {
+			start = ps;
+			end = pe;
+			beyond = !in_gap && !in_piece;
+		}
+	}
 	if (!end)
 		return 0;
 	r = maps_read(tg->pid, &m);
@@ -591,9 +612,12 @@ static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct ra
 	stack = maps_find_kind(m, MAPS_STACK);
 	if (!stack || stack->start < end || addr >= stack->start)
 		return 0;
-	for (size_t i = 0; i < m->n; i++)
+	for (size_t i = 0; i < m->n; i++) {
 		if (m->v[i].start >= end && m->v[i].start < stack->start)
 			return 0; /* something else lies between: not ours to fix */
+		if (beyond && m->v[i].end > addr && m->v[i].start < start)
+			return 0; /* the first mapping above the fault is not the piece */
+	}
 	if (prlimit(tg->pid, RLIMIT_STACK, NULL, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
 	    rl.rlim_cur > stack->end)
 		rl.rlim_cur = stack->end - addr;
@@ -636,6 +660,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	r = inj_process_stop(tg->proc);
 	if (r == 0 && stack) {
 		_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
+		placement_note_stack(tg, (uint64_t)(uintptr_t)t->siginfo.si_addr);
 		r = rangeset_add(&avoid, area.start, area.end);
 		if (r == 0)
 			r = move_region(tg, &avoid);

@@ -68,5 +68,8 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
  */
 int guard_before_resume(struct target *tg);
 
+/* Instructions of seccomp filter the kernel still takes from this process. */
+size_t guard_filter_room(const struct guard *g);
+
 /* The latency percentile p (0..100) in µs, of sorted samples. */
 double guard_latency_percentile(const struct guard_stats *s, double p);

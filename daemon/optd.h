@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "placement.h"
 #include "relocate.h"
 
 /* Exit statuses of optd's own failures (documented in optd(1) and README.md). */
@@ -41,6 +42,7 @@ struct optd_options {
 	uint64_t arena_at;     /* 0 = choose */
 	uint64_t heap_reserve; /* bytes kept free above the break */
 	bool no_seccomp;       /* trap requests with PTRACE_SYSCALL instead of a filter */
+	enum placement_policy placement;
 	const char *stats_path;
 	int verbosity; /* -1 quiet, 0 normal, 1 -v, 2 -vv */
 };

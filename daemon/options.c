@@ -28,6 +28,9 @@ static const char usage_text[] =
     "                      --profile-ms), all (every function of the executable that\n"
     "                      can be proven safe to copy), FUNC[,FUNC...], or none\n"
     "  --profile-ms=MS     how long hot samples before relocating (default 500)\n"
+    "  --placement=POLICY  near (default: out of the way of the target's growth) or\n"
+    "                      adversarial (where the target is about to ask, so that its\n"
+    "                      requests collide with optd's pages: a validation mode)\n"
     "  --no-seccomp        trap the target's address-space requests with PTRACE_SYSCALL\n"
     "                      (a stop at every syscall: slow) instead of a seccomp filter\n"
     "  --stats=FILE        write the JSON statistics to FILE at exit or detach\n"
@@ -104,6 +107,7 @@ enum {
 	OPT_RELOCATE,
 	OPT_PROFILE_MS,
 	OPT_NO_SECCOMP,
+	OPT_PLACEMENT,
 };
 
 /* --relocate=none|all|FUNC[,FUNC...] */
@@ -152,6 +156,7 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 	    {"relocate", required_argument, NULL, OPT_RELOCATE},
 	    {"profile-ms", required_argument, NULL, OPT_PROFILE_MS},
 	    {"no-seccomp", no_argument, NULL, OPT_NO_SECCOMP},
+	    {"placement", required_argument, NULL, OPT_PLACEMENT},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -241,6 +246,15 @@ int options_parse(int argc, char **argv, struct optd_options *ret)
 			break;
 		case OPT_NO_SECCOMP:
 			o.no_seccomp = true;
+			break;
+		case OPT_PLACEMENT:
+			if (strcmp(optarg, "near") == 0)
+				o.placement = PLACEMENT_NEAR;
+			else if (strcmp(optarg, "adversarial") == 0)
+				o.placement = PLACEMENT_ADVERSARIAL;
+			else
+				return usage_error("invalid --placement '%s': near or adversarial",
+						   optarg);
 			break;
 		case OPT_STATS:
 			if (!*optarg)

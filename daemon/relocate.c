@@ -678,6 +678,95 @@ static uint64_t redirect_call(void *ctx, uint64_t target)
 	return to;
 }
 
+/*
+ * Functions that keep their caller's return address for a later return
+ * where no stack walk finds it: glibc's jmp_buf holds it mangled with the
+ * pointer guard, a ucontext_t anywhere in memory. Called from a copy, that
+ * address leads into the region, and stays there after the region moved or
+ * was removed. A function that calls one is not copied (calls_setjmp).
+ */
+static const char *const context_savers[] = {"setjmp",	  "_setjmp",	"__sigsetjmp",
+					     "sigsetjmp", "getcontext", "swapcontext"};
+
+static int push_u64(uint64_t **v, size_t *n, size_t *cap, uint64_t x)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		uint64_t *nv = realloc(*v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[(*n)++] = x;
+	return 0;
+}
+
+/*
+ * Where a call to a context saver goes, sorted: the functions, the GOT
+ * slots bound to them (a call through the GOT), and the PLT entries that
+ * jump through those slots, lazily bound or not. 0, -ENOMEM.
+ */
+static int find_savers(struct target *tg, const struct relocation *rel, uint64_t **ret,
+		       size_t *ret_n)
+{
+	const struct module_set *set = rel->set;
+	uint64_t *v = NULL;
+	size_t n = 0, cap = 0, n_named;
+	int r = 0;
+
+	for (size_t m = 0; r == 0 && m < set->n; m++) {
+		const struct module *mod = set->v[m];
+		for (size_t k = 0; r == 0 && k < ARRAY_SIZE(context_savers); k++) {
+			const struct func *fn = module_find_func_by_name(mod, context_savers[k]);
+			if (fn)
+				r = push_u64(&v, &n, &cap, fn->start);
+			for (size_t g = 0; r == 0 && g < mod->n_got; g++)
+				if (!strcmp(mod->got[g].name, context_savers[k]))
+					r = push_u64(&v, &n, &cap, mod->got[g].slot);
+		}
+	}
+	if (r == 0 && n)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	n_named = n;
+	/* PLT entries are 16 bytes (8 in some .plt.got): look at every 8. */
+	for (size_t m = 0; r == 0 && n_named && m < set->n; m++) {
+		const struct module *mod = set->v[m];
+		for (size_t p = 0; r == 0 && p < mod->n_plt; p++) {
+			uint64_t start = mod->plt[p].start, len = mod->plt[p].end - start, slot;
+			_cleanup_free_ uint8_t *code = len <= (1u << 20) ? malloc(len) : NULL;
+			if (!code || inj_mem_read(tg->proc, start, code, len) < 0)
+				continue;
+			for (uint64_t off = 0; r == 0 && off + 8 <= len; off += 8)
+				if (copier_plt_slot(code + off, len - off, start + off, &slot) ==
+					0 &&
+				    any_in(v, n_named, slot, slot + 1))
+					r = push_u64(&v, &n, &cap, start + off);
+		}
+	}
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* The copy refers to a context saver (calls it, or takes its address). */
+static bool calls_saver(const struct copier_result *res, const uint64_t *savers, size_t n)
+{
+	for (size_t k = 0; k < res->n_relocs; k++) {
+		uint64_t t = res->relocs[k].orig_target;
+		if (res->relocs[k].target_kind != COPIER_TARGET_INTERNAL &&
+		    any_in(savers, n, t, t + 1))
+			return true;
+	}
+	return false;
+}
+
 /* Drops a planned copy: its bytes in buf become int3 again and its entry is never patched. */
 static void drop_copy(struct relocation *rel, struct reloc_func *f, uint8_t *buf, uint64_t base,
 		      const char *reason)
@@ -913,6 +1002,8 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 	uint64_t base = reg->base + reg->hdr.code_offset, cap = reg->hdr.code_size, used = 0;
 	uint64_t limit = cap, reserve = 0;
 	_cleanup_free_ uint8_t *buf = NULL;
+	_cleanup_free_ uint64_t *savers = NULL;
+	size_t n_savers = 0;
 	int r;
 
 	if (!rel->n)
@@ -930,6 +1021,9 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		cap = cap > reserve ? cap - reserve : 0;
 	}
 	qsort(rel->funcs, rel->n, sizeof(rel->funcs[0]), cmp_orig);
+	r = find_savers(tg, rel, &savers, &n_savers);
+	if (r < 0)
+		return r;
 
 	/* Pass 1: where each copy goes, and which are refused. */
 	for (size_t i = 0; i < rel->n; i++) {
@@ -955,6 +1049,11 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		}
 		if (r < 0) {
 			count_refusal(rel, "copier_error");
+			continue;
+		}
+		if (calls_saver(res, savers, n_savers)) {
+			count_refusal(rel, "calls_setjmp");
+			copier_result_free(res);
 			continue;
 		}
 		f->dest = base + used;

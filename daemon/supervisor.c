@@ -54,7 +54,7 @@ static void target_exec(struct target *tg, struct inj_thread *t);
  * grow upward (runtime/malloc.go, arena hints on amd64).
  */
 static const struct range known_hint_ranges[] = {
-    {0xc000000000ULL, 0xc000000000ULL + (64ULL << 30)},
+    {SUPERVISOR_GO_ARENA_HINT, SUPERVISOR_GO_ARENA_HINT + (64ULL << 30)},
 };
 
 int supervisor_hint_ranges(struct rangeset *s)
@@ -260,11 +260,14 @@ static int target_inject(struct target *tg)
 		if (e && e->path)
 			(void)maps_span_of(m, e->path, &near_start, &near_end);
 	}
-	if (!addr) {
+	r = placement_initial(tg, m, near_start, near_end, size, &addr);
+	if (r == -ENOENT && !addr) {
 		r = inj_region_find_place(t, m, near_start, near_end, size, align, &policy, &addr);
 		if (r == -ENOSPC && align > 4096)
 			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy,
 						  &addr);
+	} else if (r == -ENOENT) {
+		r = 0; /* --arena-at */
 	}
 	if (r < 0)
 		return r;
@@ -400,6 +403,7 @@ static int child_target(struct supervisor *sv, struct target *parent, const stru
 			target_write_perf_map(tg);
 		}
 	}
+	tg->placement = parent->placement;
 	/* The filter is inherited with the address space (a vfork child's is its parent's). */
 	if (guard_inherit(tg, parent) < 0)
 		log_warn("out of memory following the guard of %d", c->pid);

@@ -41,6 +41,9 @@ struct supervisor {
 
 uint64_t now_us(void);
 
+/* The Go runtime's first heap arena hint on amd64 (runtime/malloc.go). */
+#define SUPERVISOR_GO_ARENA_HINT 0xc000000000ULL
+
 /* Adds the address ranges runtimes ask for by hint, which the region keeps clear of. */
 int supervisor_hint_ranges(struct rangeset *s);
 

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include "guard.h"
+#include "placement.h"
 #include "process.h"
 #include "region.h"
 
@@ -44,6 +45,7 @@ struct target {
 	uint8_t entry_byte;	     /* the byte the int3 replaced */
 	char perf_map[64];	     /* the perf map written for the copies, "" if none */
 	struct guard guard;	     /* the seccomp filters that trap requests for the region */
+	struct placement placement;  /* --placement=adversarial: what the image asked for */
 	bool perf_map_stale; /* the region moved: the perf map is rewritten after the resume */
 
 	/* Statistics. */

@@ -75,6 +75,8 @@ struct build {
 	struct rangeset plt;
 	struct func *funcs;
 	size_t n_funcs, cap_funcs;
+	struct module_got *got; /* names in the Elf's string tables */
+	size_t n_got, cap_got;
 };
 
 /* Makes room for one more element of size bytes in *v. 0 or -ENOMEM. */
@@ -286,6 +288,47 @@ static int read_fdes(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
 	return 0;
 }
 
+/* The JUMP_SLOT and GLOB_DAT relocations of a SHT_RELA section against the dynamic symbols. */
+static int read_got_relocs(struct build *b, Elf_Scn *scn, const GElf_Shdr *sh)
+{
+	Elf_Scn *symscn = elf_getscn(b->elf, sh->sh_link);
+	Elf_Data *data, *syms;
+	GElf_Shdr symsh;
+	size_t n;
+
+	if (!symscn || !gelf_getshdr(symscn, &symsh) || symsh.sh_type != SHT_DYNSYM ||
+	    !sh->sh_entsize)
+		return 0;
+	data = elf_getdata(scn, NULL);
+	syms = elf_getdata(symscn, NULL);
+	if (!data || !syms)
+		return -EIO;
+	n = sh->sh_size / sh->sh_entsize;
+	for (size_t i = 0; i < n; i++) {
+		GElf_Rela rela;
+		GElf_Sym s;
+		const char *name;
+		unsigned type;
+		int r;
+
+		if (!gelf_getrela(data, (int)i, &rela))
+			return -EIO;
+		type = GELF_R_TYPE(rela.r_info);
+		if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+			continue;
+		if (!gelf_getsym(syms, (int)GELF_R_SYM(rela.r_info), &s))
+			continue;
+		name = elf_strptr(b->elf, symsh.sh_link, s.st_name);
+		if (!name || !name[0])
+			continue;
+		r = grow((void **)&b->got, &b->cap_got, b->n_got, sizeof(*b->got));
+		if (r < 0)
+			return r;
+		b->got[b->n_got++] = (struct module_got){rela.r_offset + b->mod->bias, name};
+	}
+	return 0;
+}
+
 static bool is_plt_name(const char *name)
 {
 	return !strcmp(name, ".plt") || !strcmp(name, ".plt.sec") || !strcmp(name, ".plt.got") ||
@@ -336,6 +379,8 @@ static int read_sections(struct build *b)
 			r = read_symbols(b, scn, &sh, FUNC_FROM_SYMTAB);
 		else if (sh.sh_type == SHT_DYNSYM)
 			r = read_symbols(b, scn, &sh, FUNC_FROM_DYNSYM);
+		else if (sh.sh_type == SHT_RELA)
+			r = read_got_relocs(b, scn, &sh);
 		else if ((name = elf_strptr(b->elf, shstrndx, sh.sh_name)) &&
 			 !strcmp(name, ".eh_frame"))
 			r = read_fdes(b, scn, &sh);
@@ -615,6 +660,39 @@ static int build_names(struct build *b)
 	return 0;
 }
 
+static int got_slot_cmp(const void *pa, const void *pb)
+{
+	const struct module_got *a = pa, *b = pb;
+
+	return a->slot < b->slot ? -1 : a->slot > b->slot;
+}
+
+/* The GOT's symbols, sorted by slot, with their names copied out of the Elf. */
+static int build_got(struct build *b)
+{
+	struct module *mod = b->mod;
+	size_t pool_len = 0;
+	char *pool;
+
+	sort(b->got, b->n_got, sizeof(*b->got), got_slot_cmp);
+	for (size_t i = 0; i < b->n_got; i++)
+		pool_len += strlen(b->got[i].name) + 1;
+	mod->got_strings = malloc(pool_len ? pool_len : 1);
+	if (!mod->got_strings)
+		return -ENOMEM;
+	pool = mod->got_strings;
+	for (size_t i = 0; i < b->n_got; i++) {
+		size_t len = strlen(b->got[i].name) + 1;
+
+		memcpy(pool, b->got[i].name, len);
+		b->got[i].name = pool;
+		pool += len;
+	}
+	mod->got = TAKE_PTR(b->got);
+	mod->n_got = b->n_got;
+	return 0;
+}
+
 static int read_segments(Elf *elf, struct module *mod)
 {
 	size_t n;
@@ -744,6 +822,8 @@ static int read_module(Elf *elf, const struct maps *m, const struct maps_entry *
 		r = merge(&b);
 	if (r >= 0)
 		r = build_names(&b);
+	if (r >= 0)
+		r = build_got(&b);
 	if (r >= 0) {
 		mod->plt = malloc((b.plt.n ? b.plt.n : 1) * sizeof(*mod->plt));
 		if (!mod->plt)
@@ -760,6 +840,7 @@ static int read_module(Elf *elf, const struct maps *m, const struct maps_entry *
 	free(b.syms);
 	free(b.fdes);
 	free(b.funcs);
+	free(b.got);
 	rangeset_free(&b.plt);
 	return r;
 }
@@ -905,6 +986,8 @@ void module_free(struct module *mod)
 	free(mod->funcs);
 	free(mod->names);
 	free(mod->strings);
+	free(mod->got);
+	free(mod->got_strings);
 	free(mod->eh_frame);
 	free(mod);
 }
@@ -952,6 +1035,16 @@ const struct func *module_find_func_by_name(const struct module *mod, const char
 	if (lo < mod->n_names && !strcmp(mod->names[lo].name, name))
 		return &mod->funcs[mod->names[lo].func];
 	return NULL;
+}
+
+const char *module_got_symbol(const struct module *mod, uint64_t slot)
+{
+	const struct module_got key = {.slot = slot}, *g;
+
+	if (!mod || !mod->n_got)
+		return NULL;
+	g = bsearch(&key, mod->got, mod->n_got, sizeof(*mod->got), got_slot_cmp);
+	return g ? g->name : NULL;
 }
 
 /* ---- the set of a process's modules ---- */

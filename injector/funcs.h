@@ -93,6 +93,12 @@ struct module_name {
 	size_t func; /* index in funcs */
 };
 
+/* A GOT slot that the dynamic linker fills with a symbol's address. */
+struct module_got {
+	uint64_t slot;	  /* run time */
+	const char *name; /* the symbol; owned by the module */
+};
+
 struct module_stats {
 	size_t symtab_funcs; /* STT_FUNC/STT_GNU_IFUNC symbols read from .symtab */
 	size_t dynsym_funcs; /* ... from .dynsym */
@@ -146,7 +152,16 @@ struct module {
 	size_t eh_frame_size;
 	uint64_t eh_frame_addr;
 
-	char *strings; /* storage of every name */
+	/*
+	 * The slots of its dynamic relocations R_X86_64_JUMP_SLOT (the PLT's)
+	 * and R_X86_64_GLOB_DAT (calls through the GOT), sorted by slot: which
+	 * symbol each will hold, resolved yet or not (lazy binding).
+	 */
+	struct module_got *got;
+	size_t n_got;
+
+	char *strings;	   /* storage of every name */
+	char *got_strings; /* storage of the GOT's symbol names */
 };
 
 /* An executable mapping that could not be read, so no module covers it. */
@@ -201,6 +216,8 @@ static inline void module_freep(struct module **mod)
 const struct func *module_find_func(const struct module *mod, uint64_t addr);
 /* The function that a symbol of this name (chosen name or alias) starts, or NULL. */
 const struct func *module_find_func_by_name(const struct module *mod, const char *name);
+/* The symbol whose address the GOT slot at run-time address slot holds or will hold, or NULL. */
+const char *module_got_symbol(const struct module *mod, uint64_t slot);
 
 /*
  * Discovers every executable mapping of process pid: one module for each file

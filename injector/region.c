@@ -49,26 +49,46 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 	    .avoid = policy->avoid,
 	};
 	const struct maps_entry *stack = maps_find_kind(m, MAPS_STACK);
-	struct rlimit rl;
-	long brk_now = 0;
 	int r;
 
-	r = inj_syscall(t, SYS_brk, &brk_now, 0);
+	r = inj_region_brk(t, &req.brk);
 	if (r < 0)
 		return r;
-	req.brk = brk_now > 0 ? (uint64_t)brk_now : 0;
 
 	if (stack) {
 		req.stack_top = stack->end;
-		/* An unlimited stack can grow until it meets a mapping; keep a generous 4 GiB. */
-		uint64_t lim = 4ULL << 30;
-		if (prlimit(t->proc->pid, RLIMIT_STACK, NULL, &rl) == 0 &&
-		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
-			lim = rl.rlim_cur;
-		req.stack_reserve = lim + policy->stack_guard_gap;
+		req.stack_reserve = inj_stack_limit(t->proc->pid) + policy->stack_guard_gap;
 	}
-	req.mmap_min_addr = read_u64_file("/proc/sys/vm/mmap_min_addr", 65536);
+	req.mmap_min_addr = inj_mmap_min_addr();
 	return place_find(m, &req, ret_addr);
+}
+
+int inj_region_brk(struct inj_thread *t, uint64_t *ret)
+{
+	long brk_now = 0;
+	int r = inj_syscall(t, SYS_brk, &brk_now, 0);
+
+	if (r < 0)
+		return r;
+	*ret = brk_now > 0 ? (uint64_t)brk_now : 0;
+	return 0;
+}
+
+uint64_t inj_stack_limit(pid_t pid)
+{
+	/* An unlimited stack can grow until it meets a mapping; keep a generous 4 GiB. */
+	uint64_t lim = 4ULL << 30;
+	struct rlimit rl;
+
+	if (prlimit(pid, RLIMIT_STACK, NULL, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < lim)
+		lim = rl.rlim_cur;
+	return lim;
+}
+
+uint64_t inj_mmap_min_addr(void)
+{
+	return read_u64_file("/proc/sys/vm/mmap_min_addr", 65536);
 }
 
 int inj_region_read_header(struct inj_process *p, uint64_t addr, struct optd_region_header *ret)

@@ -45,6 +45,13 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 			  uint64_t near_end, uint64_t size, uint64_t align,
 			  const struct inj_place_policy *policy, uint64_t *ret_addr);
 
+/* The program break of t's process, from a remote brk(0) through t (stopped). 0, -ESRCH, -errno. */
+int inj_region_brk(struct inj_thread *t, uint64_t *ret);
+/* How far pid's main stack may grow: RLIMIT_STACK, capped at 4 GiB (also when unlimited). */
+uint64_t inj_stack_limit(pid_t pid);
+/* The lowest address the kernel lets a process map (/proc/sys/vm/mmap_min_addr). */
+uint64_t inj_mmap_min_addr(void);
+
 /*
  * Maps size bytes at exactly addr (MAP_FIXED_NOREPLACE), advises huge pages
  * for every aligned 2 MiB it spans, writes the header and fills the code area

@@ -47,6 +47,9 @@ refused 64 "--pid negative" --pid -5
 refused 64 "--region-size junk" --pid "$V" --region-size=lots
 refused 64 "--arena-at junk" --pid "$V" --arena-at=0xnothex
 refused 64 "--stats without a file" --pid "$V" --stats=
+refused 64 "--placement unknown" --pid "$V" --placement=far
+refused 64 "--placement empty" --pid "$V" --placement=
+refused 64 "--placement without a value" run --placement
 refused 64 "run without a command" run
 refused 64 "run with -- and no command" run --
 refused 64 "run with an unknown option" run --bogus-option -- "$TGT_DIR/exitcode" 0

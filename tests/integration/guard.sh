@@ -129,14 +129,6 @@ choose() {
 	LEN=$len
 }
 
-# at_least FILE KEY N: the statistics value KEY is a number >= N.
-at_least() {
-	local got
-	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
-	[[ $got =~ ^[0-9]+$ ]] || fail "stats ${1##*/}: $2 is '$got', not a count"
-	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
-}
-
 # check_optd KIND NATIVE: what the run of KIND under optd must show. Runs in
 # a subshell: `fail` ends only the subshell.
 check_optd() {

@@ -350,6 +350,33 @@ expect_json() {
 	expect_eq "stats ${1##*/}: $2" "$got" "$3"
 }
 
+# remove_new_perf_maps_at_exit: at exit, remove the /tmp/perf-PID.map files
+# that appeared since the call (relocated processes leave them for perf).
+remove_new_perf_maps_at_exit() {
+	shopt -s nullglob
+	PERF_MAPS_BEFORE=(/tmp/perf-*.map)
+	trap '_remove_new_perf_maps; cleanup' EXIT
+}
+
+_remove_new_perf_maps() {
+	local m old keep
+	for m in /tmp/perf-*.map; do
+		keep=0
+		for old in "${PERF_MAPS_BEFORE[@]}"; do
+			[[ $m == "$old" ]] && keep=1
+		done
+		((keep)) || rm -f "$m"
+	done
+}
+
+# at_least FILE KEY.PATH N: the statistics value is a count >= N.
+at_least() {
+	local got
+	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
+	[[ $got =~ ^[0-9]+$ ]] || fail "stats ${1##*/}: $2 is '$got', not a count"
+	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
+}
+
 # expect_json_number FILE KEY.PATH: the value is a number >= 0.
 expect_json_number() {
 	local got

@@ -18,31 +18,12 @@ need_optd
 
 # Every relocated process leaves /tmp/perf-PID.map for perf report (the JIT
 # convention); remove the ones this test causes.
-shopt -s nullglob
-PERF_MAPS_BEFORE=(/tmp/perf-*.map)
-remove_new_perf_maps() {
-	local m old keep
-	for m in /tmp/perf-*.map; do
-		keep=0
-		for old in "${PERF_MAPS_BEFORE[@]}"; do
-			[[ $m == "$old" ]] && keep=1
-		done
-		((keep)) || rm -f "$m"
-	done
-}
-trap 'remove_new_perf_maps; cleanup' EXIT
+remove_new_perf_maps_at_exit
 
 PYTHON=/usr/bin/python3
 SQLITE=/usr/bin/sqlite3
 [[ -x $PYTHON ]] || fail "$PYTHON is not installed (scripts/install-deps.sh)"
 [[ -x $SQLITE ]] || fail "$SQLITE is not installed (scripts/install-deps.sh)"
-
-# at_least FILE KEY N: the stats value KEY is a number >= N.
-at_least() {
-	local got
-	got=$(json_get "$1" "$2") || fail "stats ${1##*/}: cannot read $2"
-	((got >= $3)) || fail "stats ${1##*/}: $2 is $got, expected at least $3"
-}
 
 # check NAME MIN OPTION CMD...: CMD natively and under `optd run OPTION`;
 # same output and status, and at least MIN functions relocated.

@@ -50,6 +50,10 @@
  *                     without it over a page of the program's (EINVAL);
  *   stack             recursion with 64 KiB frames until the stack pointer
  *                     is below ADDR+LEN (ADDR in the stack's growth area);
+ *   stack_touch       a first write at ADDR, far below the stack pointer in
+ *                     the stack's growth area, then at ADDR+LEN-1: the
+ *                     kernel grows the stack down to ADDR in one step, as
+ *                     for a frame larger than the guard gap;
  *   threads           mmap_fixed while 4 threads run tgt_work;
  *   signal            mmap_fixed in a SIGUSR1 handler (raise());
  *   fork              mmap_fixed in a forked child, then in the parent;
@@ -57,7 +61,8 @@
  *   fails             requests into the range that fail natively for their
  *                     own reasons (EBADF, EINVAL, ...);
  *   all               every KIND above that needs no special ADDR (not
- *                     layout, brk, stack, exec), each after a "== KIND" line.
+ *                     layout, brk, stack, stack_touch, exec), each after a
+ *                     "== KIND" line.
  * The checkpoint "start" comes before the first request, "end" after the
  * last. Exit status 0 when every request ran, whatever its result; 2 for a
  * usage or setup failure (said on stderr). A note on stderr says when the
@@ -953,20 +958,30 @@ static __attribute__((noinline)) uint32_t descend(unsigned depth)
 	return tgt_crc32(c, (const void *)frame, STEP);
 }
 
-static void kind_stack(void)
+/* The [stack] mapping as the maps say now; NULL after a setup error. */
+static const struct seg *stack_seg(void)
 {
-	uintptr_t top = 0;
-	struct rlimit rl;
-	uint32_t c;
-
 	if (read_maps() < 0) {
 		setup_error("cannot read /proc/self/maps");
-		return;
+		return NULL;
 	}
 	for (size_t i = 0; i < nsegs; i++)
 		if (!strcmp(segs[i].what, "[stack]"))
-			top = segs[i].end;
-	if (!top || base + span >= top) {
+			return &segs[i];
+	setup_error("no [stack] in /proc/self/maps");
+	return NULL;
+}
+
+static void kind_stack(void)
+{
+	const struct seg *stack = stack_seg();
+	uintptr_t top = stack ? stack->end : 0;
+	struct rlimit rl;
+	uint32_t c;
+
+	if (!stack)
+		return;
+	if (base + span >= top) {
 		setup_error("stack: the range is not below the stack");
 		return;
 	}
@@ -983,6 +998,25 @@ static void kind_stack(void)
 	     STEP, c);
 	emit("%s:   the deepest frame is below ADDR+LEN %s, below ADDR %s", cur,
 	     stack_deepest < base + span ? "yes" : "no", stack_deepest < base ? "yes" : "no");
+}
+
+/*
+ * Any access in the growth area grows the main stack (Linux 4.20 dropped
+ * the check against the stack pointer), so the first write at ADDR makes
+ * [stack] reach down to it.
+ */
+static void kind_stack_touch(void)
+{
+	volatile unsigned char *p = (volatile unsigned char *)base;
+	const struct seg *stack;
+
+	p[0] = 0xa5;
+	p[span - 1] = 0x5a;
+	stack = stack_seg();
+	if (!stack)
+		return;
+	emit("%s: wrote +0x0 and %s: read back %02x %02x; [stack] reaches ADDR %s", cur,
+	     rel(base + span - 1), p[0], p[span - 1], stack->start <= base ? "yes" : "no");
 }
 
 /* ---- threads, signals, fork, exec ---- */
@@ -1261,6 +1295,7 @@ static const struct kind {
     {"madvise", kind_madvise, true},
     {"shmat", kind_shmat, true},
     {"stack", kind_stack, false},
+    {"stack_touch", kind_stack_touch, false},
     {"fails", kind_fails, true},
     {"signal", kind_signal, true},
     {"threads", kind_threads, true},

@@ -296,6 +296,43 @@ static size_t readelf_plt(const char *file, struct range *v, size_t max)
 	return readelf_sections(file, plt, v, max);
 }
 
+/*
+ * Every JUMP_SLOT and GLOB_DAT relocation readelf lists for file names the
+ * symbol module_got_symbol() gives for its slot, and the module knows no
+ * other slot. Returns how many there are.
+ */
+static size_t check_got(const struct module *mod, const char *file)
+{
+	char cmd[512], line[1024];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "readelf -rW '%s' 2>/dev/null", file);
+	f = popen(cmd, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f)) {
+		char type[64], name[512], *at;
+		uint64_t off;
+		const char *got;
+
+		if (sscanf(line, "%" SCNx64 " %*x %63s %*x %511s", &off, type, name) != 3 ||
+		    (strcmp(type, "R_X86_64_JUMP_SLOT") && strcmp(type, "R_X86_64_GLOB_DAT")))
+			continue;
+		at = strchr(name, '@');
+		if (at)
+			*at = '\0';
+		got = module_got_symbol(mod, off + mod->bias);
+		ck_assert_msg(got && !strcmp(got, name),
+			      "%s: GOT slot %#" PRIx64 ": %s, readelf says %s", file, off,
+			      got ? got : "nothing", name);
+		n++;
+	}
+	pclose(f);
+	ck_assert_uint_eq(mod->n_got, n);
+	ck_assert_ptr_null(module_got_symbol(mod, mod->bias));
+	return n;
+}
+
 static void readelf_build_id(const char *file, char *ret, size_t len)
 {
 	char cmd[512], line[512];
@@ -830,6 +867,7 @@ START_TEST(test_libc)
 			ck_assert_uint_eq(resolver->start, syms.v[i].addr + mod->bias);
 	esyms_free(&syms);
 	check_fdes(mod, path);
+	ck_assert_uint_gt(check_got(mod, path), 0);
 	ck_assert_uint_gt(mod->n_funcs, 1000);
 	for (size_t i = 0; i < mod->n_funcs; i++)
 		named += mod->funcs[i].name != NULL;
@@ -950,6 +988,7 @@ START_TEST(test_nopie_child)
 	check_symbols(mod, &syms);
 	esyms_free(&syms);
 	check_fdes(mod, FUNCS_CHILD_NOPIE);
+	ck_assert_uint_gt(check_got(mod, FUNCS_CHILD_NOPIE), 0);
 	ck_assert_int_eq(child_stop(&c), 0);
 }
 END_TEST
