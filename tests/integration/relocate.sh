@@ -30,7 +30,8 @@ remove_new_perf_maps() {
 		((keep)) || rm -f "$m"
 	done
 }
-trap 'remove_new_perf_maps; cleanup' EXIT
+# cleanup takes the script's status from $?: keep it across the removal.
+trap 'rc=$?; remove_new_perf_maps; (exit "$rc"); cleanup' EXIT
 
 PYTHON=/usr/bin/python3
 SQLITE=/usr/bin/sqlite3
