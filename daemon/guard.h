@@ -86,16 +86,19 @@ void guard_free(struct guard *g);
 
 /*
  * A stop of thread t that may be the guard's: a seccomp stop (or a syscall
- * entry with --no-seccomp), or a SIGSEGV of stack growth into the region.
- * Returns true when the guard handled it and the thread is resumed (or the
- * target is gone); false when the caller resumes t as usual.
+ * entry in PTRACE_SYSCALL mode), or a SIGSEGV of stack growth into the
+ * region. tg may be a vfork child: its requests are judged against the
+ * region of the address space it runs in, and a move stops every process
+ * that runs there. Returns true when the guard handled it and the thread is
+ * resumed (or the target is gone); false when the caller resumes t as usual.
  */
 bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_stop *st);
 
 /*
  * With the world stopped, before it is resumed: threads that reached a
- * trapped request meanwhile sit at its stop. Moves the region for any whose
- * request collides. 0, -ESRCH, -errno.
+ * trapped request meanwhile sit at its stop (tg's, and its vfork
+ * children's). Moves the region for any whose request collides; vfork
+ * children that a move stopped are resumed. 0, -ESRCH, -errno.
  */
 int guard_before_resume(struct target *tg);
 
