@@ -16,15 +16,19 @@
 # region after exceptions were thrown through relocated frames (`cxxthrow`).
 # A vfork child's request collides with the region of the address space it
 # borrows, while its parent is blocked in vfork inside relocated code
-# (`vfork`). A vfork child pushes the region out of its window while its
-# parent is blocked: the parent, which no thread of its own can install a
-# filter for meanwhile, must still get the new window (guard.filters 2) and
-# its request at the region's new place must be trapped (`vfork_wide`). A
-# program uses up the kernel's room for seccomp filters, then pushes the
-# region out of its window: optd must fall back to PTRACE_SYSCALL with one
-# warning (guard.mode "ptrace_syscall") and still trap a request at the
-# region's new place (`budget`). For these two kinds the region's new place,
-# ADDR2, is learned from a first run under optd without it.
+# (`vfork`). Another thread of a parent blocked in vfork collides while the
+# vfork child waits in a read inside relocated code: the child must be
+# stopped and its stack fixed too, and the blocked thread must not be
+# waited for (`vfork_thread`). A vfork child pushes the region out of its
+# window while its parent is blocked: the parent, for which no thread of
+# its own can install a filter meanwhile, must still get the new window
+# (guard.filters 2), and its request at the region's new place must be
+# trapped (`vfork_wide`). A program uses up the kernel's room for seccomp
+# filters, then pushes the region out of its window: optd must fall back to
+# PTRACE_SYSCALL with one warning (guard.mode "ptrace_syscall") and still
+# trap a request at the region's new place (`budget`). For these two kinds
+# the region's new place, ADDR2, is learned from a first run under optd
+# without it.
 #
 # Everything runs under `setarch -R` (no address-space randomisation), so
 # that the layout `collide layout` reports natively is the layout of every
@@ -55,8 +59,8 @@ setarch -R true 2>/dev/null || skip "setarch -R fails here: cannot turn address-
 
 COLLIDE=$TGT_DIR/collide
 ALL_KINDS=(mmap_fixed mmap_noreplace mmap_hint brk mremap_grow mremap_fixed mremap_dontunmap
-	munmap mprotect madvise shmat stack threads signal fork vfork vfork_wide exec fails all
-	noseccomp budget)
+	munmap mprotect madvise shmat stack threads signal fork vfork vfork_thread vfork_wide exec
+	fails all noseccomp budget)
 read -r -a KINDS <<<"${GUARD_KINDS:-${ALL_KINDS[*]}}"
 : "${GUARD_TIMEOUT:=20}"
 
@@ -65,7 +69,8 @@ declare -A COLLISION=(
 	[mmap_fixed]=mmap [mmap_noreplace]=mmap [mmap_hint]=mmap [brk]=brk
 	[mremap_grow]=mremap [mremap_fixed]=mremap [mremap_dontunmap]=mremap
 	[munmap]=munmap [mprotect]=mprotect [madvise]=madvise [shmat]=shmat [stack]=stack
-	[threads]=mmap [signal]=mmap [fork]=mmap [vfork]=mmap [vfork_wide]=mmap [exec]=mmap
+	[threads]=mmap [signal]=mmap [fork]=mmap [vfork]=mmap [vfork_thread]=mmap [vfork_wide]=mmap
+	[exec]=mmap
 	[fails]="" [all]=mmap
 	[noseccomp]=mmap [budget]=mmap
 )
@@ -88,6 +93,7 @@ declare -A NATIVE_SHOWS=(
 	[signal]='^signal: raise\(SIGUSR1\) returned; the handler ran yes$'
 	[fork]='^fork parent: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[vfork]='^vfork child: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
+	[vfork_thread]='^vfork thread: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[vfork_wide]='^vfork_wide: mmap\([-+]0x[0-9a-f]+, 0x100000, rw-, PRIVATE\|FIXED_NOREPLACE\|ANON\) = [-+]0x[0-9a-f]+$'
 	[exec]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[fails]='^fails: shmat\(-1, \+0x0, 0\) = -1 EINVAL$'
@@ -169,6 +175,10 @@ check_optd() {
 	case $kind in
 	threads) at_least "$json" threads 5 ;;
 	fork | vfork) at_least "$json" processes 2 ;;
+	vfork_thread)
+		at_least "$json" processes 2
+		at_least "$json" threads 2
+		;;
 	vfork_wide)
 		at_least "$json" processes 2
 		expect_json "$json" guard.filters 2

@@ -61,6 +61,9 @@
  *                     own reasons (EBADF, EINVAL, ...);
  *   all               every KIND above that needs no special ADDR (not
  *                     layout, brk, stack, exec), each after a "== KIND" line;
+ *   vfork_thread      the main thread vforks; while the child waits in a
+ *                     read, another thread makes mmap_fixed, then lets
+ *                     the child go;
  *   vfork_wide        a vfork child maps over [ADDR-32M, ADDR+32M)
  *                     (MAP_FIXED) and unmaps it, then, with ADDR2, the
  *                     parent makes a MAP_FIXED_NOREPLACE of LEN at ADDR2;
@@ -1340,6 +1343,83 @@ static void kind_budget(void)
 	map_at_addr2();
 }
 
+/*
+ * vfork_thread: the main thread vforks and is blocked in vfork; the child
+ * waits in a read from a function of the program's own; another thread of
+ * the parent then makes the colliding requests and lets the child go.
+ */
+static int vt_ready[2], vt_go[2];
+
+/* Not inlined: a frame of the program's own (relocated under optd) around the read. */
+static __attribute__((noinline)) int wait_byte(int fd)
+{
+	ssize_t n;
+	char c;
+
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 0 : -1;
+}
+
+static void *vfork_thread_main(void *arg)
+{
+	(void)arg;
+	if (wait_byte(vt_ready[0]) < 0) {
+		setup_error("vfork_thread: the child never got ready");
+		return NULL;
+	}
+	cur = "vfork thread";
+	kind_mmap_fixed();
+	cur = "vfork child";
+	if (write(vt_go[1], "g", 1) != 1)
+		setup_error("vfork_thread: cannot let the child go: %s", strerror(errno));
+	return NULL;
+}
+
+static void kind_vfork_thread(void)
+{
+	static const char *parent;
+	pthread_t th;
+	pid_t pid;
+	int err;
+
+	if (pipe2(vt_ready, O_CLOEXEC) < 0 || pipe2(vt_go, O_CLOEXEC) < 0) {
+		setup_error("pipe2: %s", strerror(errno));
+		return;
+	}
+	err = pthread_create(&th, NULL, vfork_thread_main, NULL);
+	if (err) {
+		setup_error("pthread_create: %s", strerror(err));
+		return;
+	}
+	parent = cur;
+	emit("%s: a thread waits for the vfork child", cur);
+	pid = vfork();
+	if (pid == 0) {
+		if (write(vt_ready[1], "r", 1) != 1 || wait_byte(vt_go[0]) < 0)
+			_exit(2);
+		emit("%s: let go by the thread", cur);
+		_exit(0);
+	}
+	cur = parent;
+	if (pid < 0) {
+		setup_error("vfork: %s", strerror(errno));
+		/* The thread waits for a child that never came: nothing can release it. */
+		exit(2);
+	}
+	(void)reap_child(pid, "the vfork child");
+	err = pthread_join(th, NULL);
+	if (err)
+		setup_error("pthread_join: %s", strerror(err));
+	else
+		emit("%s: the thread is done", cur);
+	for (int i = 0; i < 2; i++) {
+		close(vt_ready[i]);
+		close(vt_go[i]);
+	}
+}
+
 /* map_wide in a vfork child, then map_at_addr2 in the parent. */
 static void kind_vfork_wide(void)
 {
@@ -1501,6 +1581,7 @@ static const struct kind {
     {"fork", kind_fork, true},
     {"vfork", kind_vfork, true},
     {"exec", kind_exec, false},
+    {"vfork_thread", kind_vfork_thread, false},
     {"vfork_wide", kind_vfork_wide, false},
     {"budget", kind_budget, false},
     {"detached", kind_detached, false},
