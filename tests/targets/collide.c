@@ -1147,25 +1147,37 @@ static void kind_fork(void)
 	cur = parent;
 }
 
-static void kind_vfork(void)
+/*
+ * Runs fn in a vfork child (in this address space; this thread is blocked in
+ * vfork until the child exits), as "vfork child", and reaps it. 0, or -1
+ * after a setup error.
+ */
+static int in_vfork_child(void (*fn)(void))
 {
+	/* Shared with the child: it runs in this address space until it exits. */
 	static const char *parent;
 	pid_t pid;
 
-	/* Shared with the child: it runs in this address space until it exits. */
 	parent = cur;
 	cur = "vfork child";
 	pid = vfork();
 	if (pid == 0) {
-		kind_mmap_fixed();
+		fn();
 		_exit(setup_failed ? 2 : 0);
 	}
 	cur = parent;
 	if (pid < 0) {
 		setup_error("vfork: %s", strerror(errno));
-		return;
+		return -1;
 	}
-	if (reap_child(pid, "the vfork child") < 0)
+	return reap_child(pid, "the vfork child");
+}
+
+static void kind_vfork(void)
+{
+	const char *parent = cur;
+
+	if (in_vfork_child(kind_mmap_fixed) < 0)
 		return;
 	show_range(base, base + span);
 	cur = "vfork parent";
@@ -1423,24 +1435,8 @@ static void kind_vfork_thread(void)
 /* map_wide in a vfork child, then map_at_addr2 in the parent. */
 static void kind_vfork_wide(void)
 {
-	static const char *parent;
-	pid_t pid;
-
-	parent = cur;
-	cur = "vfork child";
-	pid = vfork();
-	if (pid == 0) {
-		map_wide();
-		_exit(setup_failed ? 2 : 0);
-	}
-	cur = parent;
-	if (pid < 0) {
-		setup_error("vfork: %s", strerror(errno));
-		return;
-	}
-	if (reap_child(pid, "the vfork child") < 0)
-		return;
-	map_at_addr2();
+	if (in_vfork_child(map_wide) == 0)
+		map_at_addr2();
 }
 
 /* ---- detached ---- */
