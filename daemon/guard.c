@@ -19,6 +19,7 @@
 #include "log.h"
 #include "maps.h"
 #include "mem.h"
+#include "place.h"
 #include "placement.h"
 #include "procfs.h"
 #include "ptrace.h"
@@ -29,6 +30,10 @@
 #include "syscall.h"
 #include "target.h"
 #include "util.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 #define PAGE 4096ULL
 /*
@@ -76,7 +81,7 @@ static int cap_sys_admin(pid_t pid, bool *ret)
 static int install_filter(struct target *tg, const struct inj_guard_window *w)
 {
 	struct guard *g = &tg->guard;
-	struct inj_region *reg = tg->region;
+	struct inj_region *reg = guard_mm_owner(tg)->region;
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
 	_cleanup_free_ struct sock_filter *prog = NULL;
 	uint64_t scratch = reg->base + 1024;
@@ -151,7 +156,264 @@ static bool covered(const struct guard *g, uint64_t start, uint64_t end)
 	return false;
 }
 
-/* A filter for every piece of the region that no filter guards yet. */
+uint64_t guard_window_margin(uint64_t size)
+{
+	return WINDOW_MARGIN(size);
+}
+
+struct target *guard_mm_owner(struct target *tg)
+{
+	while (tg->mm_owner)
+		tg = tg->mm_owner;
+	return tg;
+}
+
+/* o is a vfork child that runs in owner's address space now. */
+static bool borrows_from(const struct target *o, struct target *owner)
+{
+	return o != owner && o->mm_owner && o->proc && guard_mm_owner((struct target *)o) == owner;
+}
+
+/*
+ * A stopped thread that can run remote syscalls in tg's address space: one
+ * of its own or, when every thread of it is blocked in vfork, one of a vfork
+ * child's (which runs in the same address space). NULL if there is none.
+ */
+static struct inj_thread *mm_thread(struct target *tg)
+{
+	struct target *owner = guard_mm_owner(tg);
+	struct inj_thread *t = inj_process_pick_thread(tg->proc);
+
+	if (!t && owner != tg)
+		t = inj_process_pick_thread(owner->proc);
+	for (struct target *o = tg->sv->targets; !t && o; o = o->next)
+		if (borrows_from(o, owner))
+			t = inj_process_pick_thread(o->proc);
+	return t;
+}
+
+/*
+ * Stops every vfork child that runs in owner's address space (it runs code
+ * there: a move must find it stopped). One that exec'd or exited meanwhile
+ * no longer shares it: the supervisor takes it as the event loop would.
+ * 0, -errno.
+ */
+static int stop_borrowers(struct target *owner)
+{
+	struct target *next;
+
+	for (struct target *o = owner->sv->targets; o; o = next) {
+		int r;
+
+		next = o->next;
+		if (!borrows_from(o, owner))
+			continue;
+		r = inj_process_stop_but_vfork(o->proc);
+		if (r == -ESRCH || r == -ECANCELED)
+			target_stop_interrupted(o, r);
+		else if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void resume_borrowers(struct target *owner)
+{
+	for (struct target *o = owner->sv->targets; o; o = o->next)
+		if (borrows_from(o, owner))
+			(void)inj_process_resume(o->proc);
+}
+
+/* Everything that runs in owner's address space, stopped. 0, -ESRCH, -ECANCELED, -errno. */
+static int stop_mm(struct target *owner)
+{
+	int r = stop_borrowers(owner);
+
+	return r < 0 ? r : inj_process_stop_but_vfork(owner->proc);
+}
+
+/* Records the move for every thread of tg that is blocked in vfork. 0 or -ENOMEM. */
+static int note_stale(struct target *tg, uint64_t old, uint64_t size, int64_t delta)
+{
+	struct guard *g = &tg->guard;
+
+	for (size_t i = 0; i < tg->proc->nthreads; i++) {
+		const struct inj_thread *t = tg->proc->threads[i];
+		struct guard_stale *v;
+
+		if (!t->vfork_wait || t->stop != INJ_RUNNING)
+			continue;
+		v = realloc(g->stale, (g->n_stale + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		g->stale = v;
+		g->stale[g->n_stale++] = (struct guard_stale){t->tid, old, size, delta};
+	}
+	return 0;
+}
+
+/*
+ * owner's region moved from [old, old + size) by delta, with everything in
+ * its address space stopped; owner's own running threads are done. The
+ * vfork children's threads in the old place follow the move, and threads
+ * blocked in vfork (in owner or in a child) are noted, to be fixed when
+ * they come back (guard_vfork_done()). 0, -ESRCH, -errno.
+ */
+static int mm_moved(struct target *owner, uint64_t old, uint64_t size, int64_t delta)
+{
+	int r = note_stale(owner, old, size, delta);
+
+	for (struct target *o = owner->sv->targets; r == 0 && o; o = o->next) {
+		if (!borrows_from(o, owner))
+			continue;
+		r = note_stale(o, old, size, delta);
+		for (size_t i = 0; r == 0 && i < o->proc->nthreads; i++) {
+			struct inj_thread *t = o->proc->threads[i];
+			struct user_regs_struct regs;
+
+			if (t->zombie || t->stop == INJ_RUNNING ||
+			    inj_ptrace_getregs(t->tid, &regs) < 0)
+				continue;
+			if (regs.rip - old >= size)
+				continue;
+			regs.rip += (uint64_t)delta;
+			r = inj_ptrace_setregs(t->tid, &regs);
+		}
+	}
+	return r;
+}
+
+/*
+ * The old places of moves that threads blocked in vfork have yet to see:
+ * the region must not move there, or an address that still leads to an old
+ * place could not be told from one into the new. 0 or -ENOMEM.
+ */
+static int avoid_stale(struct target *owner, struct rangeset *avoid)
+{
+	for (struct target *o = owner->sv->targets; o; o = o->next) {
+		if (o != owner && !borrows_from(o, owner))
+			continue;
+		for (size_t i = 0; i < o->guard.n_stale; i++) {
+			const struct guard_stale *st = &o->guard.stale[i];
+			int r = rangeset_add(avoid, st->old, st->old + st->size);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A filter cannot go in (the kernel's room for a process's filters is used
+ * up, or the call failed): trap with PTRACE_SYSCALL from now on, rather than
+ * let requests near the region's new place through. Said once per process:
+ * no filter is tried again.
+ */
+static void guard_fall_back(struct target *tg, int err)
+{
+	if (err == -E2BIG || err == -ENOMEM)
+		log_warn("%d: no room for another seccomp filter (the kernel caps a process's "
+			 "filters): guarding optd's pages with PTRACE_SYSCALL from now on, which "
+			 "stops at every syscall",
+			 tg->pid);
+	else
+		log_warn("%d: cannot install a seccomp filter to guard optd's pages (%s): guarding "
+			 "with PTRACE_SYSCALL from now on, which stops at every syscall",
+			 tg->pid, strerror(-err));
+	tg->guard.syscall_mode = true;
+	tg->guard.active = true;
+	tg->proc->resume_with_syscall = true;
+}
+
+/*
+ * Installs window w in tg, or falls back to PTRACE_SYSCALL. When every
+ * thread of tg is blocked in vfork (none can run the call), the window
+ * waits for the first of them to come back (guard_vfork_done()): they run
+ * nothing of their own until then. 0 or -ESRCH.
+ */
+static int guard_add_window(struct target *tg, const struct inj_guard_window *w)
+{
+	struct guard *g = &tg->guard;
+	int r;
+
+	if (g->syscall_mode || covered(g, w->start, w->end))
+		return 0;
+	if (!inj_process_pick_thread(tg->proc) && !tg->proc->exited) {
+		g->window_pending = true;
+		g->pending = (struct range){w->start, w->end};
+		return 0;
+	}
+	r = install_filter(tg, w);
+	if (r == -ESRCH)
+		return r;
+	if (r < 0)
+		guard_fall_back(tg, r);
+	return 0;
+}
+
+/*
+ * With --pid the filter outlives optd (DESIGN.md, "After optd is gone"):
+ * the window keeps clear of what the region keeps clear of, so that after
+ * detach it holds no mapping of the target's and is in the way of neither
+ * the heap's nor the stack's growth. It stays a page away from every
+ * mapping around the region (a reservation there never merges with one of
+ * the target's), out of the break's reserve (--heap-reserve) when the
+ * region is above the heap, below the heap's start when the region is (then
+ * the filter never traps brk), and out of the main stack's growth area.
+ * It never shrinks below the piece [rs, re) itself.
+ */
+static int clip_window(struct target *tg, uint64_t rs, uint64_t re, struct inj_guard_window *w)
+{
+	uint64_t lo = w->start, hi = w->end, brk = tg->guard.start_brk;
+	_cleanup_(maps_freep) struct maps *m = NULL;
+	const struct maps_entry *stack;
+	int r;
+
+	r = maps_read(tg->pid, &m);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < m->n; i++) {
+		const struct maps_entry *e = &m->v[i];
+
+		if (e->end <= rs && e->end + PAGE > lo)
+			lo = e->end + PAGE;
+		else if (e->start >= re && e->start - PAGE < hi)
+			hi = e->start - PAGE;
+		if (e->kind == MAPS_HEAP)
+			brk = e->end;
+	}
+	if (brk && brk <= rs) {
+		uint64_t reserve = tg->sv->opt->heap_reserve;
+		uint64_t top = brk > UINT64_MAX - reserve - PAGE ? UINT64_MAX & ~(PAGE - 1)
+								 : ALIGN_UP(brk + reserve, PAGE);
+		if (top > lo)
+			lo = top;
+	}
+	if (tg->guard.start_brk && re <= tg->guard.start_brk &&
+	    ALIGN_DOWN(tg->guard.start_brk, PAGE) < hi)
+		hi = ALIGN_DOWN(tg->guard.start_brk, PAGE);
+	stack = maps_find_kind(m, MAPS_STACK);
+	if (stack && re <= stack->start) {
+		uint64_t lim = 4ULL << 30, floor;
+		struct rlimit rl;
+
+		if (prlimit(tg->pid, RLIMIT_STACK, NULL, &rl) == 0 &&
+		    rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < lim)
+			lim = rl.rlim_cur;
+		floor = stack->end > lim + STACK_GUARD_GAP ? stack->end - lim - STACK_GUARD_GAP : 0;
+		if (ALIGN_DOWN(floor, PAGE) < hi)
+			hi = ALIGN_DOWN(floor, PAGE);
+	}
+	w->start = lo < rs ? lo : rs;
+	w->end = hi > re ? hi : re;
+	return 0;
+}
+
+/*
+ * A filter for every piece of the region that no filter guards yet, in tg
+ * and in every vfork child that runs in its address space (each holds
+ * filters of its own).
+ */
 static int guard_window(struct target *tg)
 {
 	struct guard *g = &tg->guard;
@@ -171,7 +433,19 @@ static int guard_window(struct target *tg)
 		w.start = w.start > margin ? w.start - margin : PAGE;
 		w.end = ALIGN_UP(pc->addr + pc->len, WINDOW_ALIGN) + margin;
 		w.brk_start = g->start_brk;
-		r = install_filter(tg, &w);
+		if (tg->sv->opt->mode == OPTD_MODE_PID) {
+			r = clip_window(tg, pc->addr, pc->addr + pc->len, &w);
+			if (r == -ESRCH)
+				return r;
+			if (r < 0) {
+				guard_fall_back(tg, r);
+				return 0;
+			}
+		}
+		r = guard_add_window(tg, &w);
+		for (struct target *o = tg->sv->targets; r == 0 && o; o = o->next)
+			if (borrows_from(o, tg) && guard_add_window(o, &w) == -ESRCH)
+				log_debug("vfork child %d is gone", o->pid);
 		if (r < 0)
 			return r;
 	}
@@ -208,6 +482,11 @@ int guard_inherit(struct target *child, const struct target *parent)
 
 	*g = *p;
 	g->windows = NULL;
+	g->window_pending = false;
+	g->stale = NULL;
+	g->n_stale = 0;
+	g->reserved = NULL;
+	g->n_reserved = 0;
 	if (p->n_windows) {
 		g->windows = malloc(p->n_windows * sizeof(*g->windows));
 		if (!g->windows)
@@ -229,6 +508,12 @@ void guard_free(struct guard *g)
 	free(g->windows);
 	g->windows = NULL;
 	g->n_windows = 0;
+	free(g->stale);
+	g->stale = NULL;
+	g->n_stale = 0;
+	free(g->reserved);
+	g->reserved = NULL;
+	g->n_reserved = 0;
 }
 
 /* ---- moving the region ---- */
@@ -242,7 +527,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 			uint64_t size, uint64_t lo, uint64_t hi, uint64_t *ret_addr)
 {
 	const struct optd_options *opt = tg->sv->opt;
-	struct inj_thread *t = inj_process_pick_thread(tg->proc);
+	struct inj_thread *t = mm_thread(tg);
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	_cleanup_(rangeset_free) struct rangeset all = RANGESET_INIT;
 	struct inj_place_policy policy = {
@@ -294,7 +579,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 /* Moves every mapping of [old, old + size) by delta with remote mremaps. */
 static int remap_pages(struct target *tg, uint64_t old, uint64_t size, int64_t delta)
 {
-	struct inj_thread *t = inj_process_pick_thread(tg->proc);
+	struct inj_thread *t = mm_thread(tg);
 	_cleanup_(maps_freep) struct maps *m = NULL;
 	int r;
 
@@ -325,17 +610,21 @@ static int remap_pages(struct target *tg, uint64_t old, uint64_t size, int64_t d
  * The part of tg's region that must move out of avoid: the pages of one
  * piece that meet it, widened so that no copy straddles the part's ends.
  * The whole piece when the region holds no copies yet (it stays in one
- * piece for the copies to come) or the piece table is full. -ENOENT when
- * nothing meets avoid.
+ * piece for the copies to come) or the piece table is full. Pieces that
+ * meet done (put there by the move in progress) are left alone. -ENOENT
+ * when nothing meets avoid.
  */
-static int part_to_move(struct target *tg, const struct rangeset *avoid, uint64_t *ret_lo,
-			uint64_t *ret_hi)
+static int part_to_move(struct target *tg, const struct rangeset *avoid,
+			const struct rangeset *done, uint64_t *ret_lo, uint64_t *ret_hi)
 {
 	struct inj_region *reg = tg->region;
 
 	for (unsigned i = 0; i < reg->n_pieces; i++) {
 		const struct optd_region_piece *pc = &reg->pieces[i];
 		uint64_t lo = UINT64_MAX, hi = 0;
+
+		if (rangeset_overlaps(done, pc->addr, pc->addr + pc->len))
+			continue; /* placed by this move (adversarial placement may aim at avoid) */
 
 		for (size_t k = 0; k < avoid->n; k++) {
 			uint64_t s = avoid->v[k].start > pc->addr ? avoid->v[k].start : pc->addr;
@@ -366,10 +655,11 @@ static int part_to_move(struct target *tg, const struct rangeset *avoid, uint64_
  * Moves the part [old, old + size) of tg's region out of avoid, and every
  * reference to it: copies, entry patches, FDEs and libgcc's record
  * (relocate_moved()), thread instruction pointers, the return addresses
- * ras (whose ips follow), the header and the perf map.
+ * ras (whose ips follow), the header and the perf map. *ret_addr: where
+ * the part went.
  */
 static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t old, uint64_t size,
-		     struct target_return *ras, size_t n_ras)
+		     struct target_return *ras, size_t n_ras, uint64_t *ret_addr)
 {
 	struct guard *g = &tg->guard;
 	struct inj_region *reg = tg->region;
@@ -416,6 +706,9 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 		if (r < 0)
 			return r;
 	}
+	r = mm_moved(tg, old, size, delta);
+	if (r < 0)
+		return r;
 	for (size_t i = 0; i < n_ras; i++) {
 		if (ras[i].ip < old || ras[i].ip >= old + size)
 			continue;
@@ -426,12 +719,11 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 	}
 	r = guard_window(tg);
 	if (r < 0)
-		log_warn("%d: optd's pages moved out of every guarded window and no new filter "
-			 "could be installed (%s): requests there are no longer trapped",
-			 tg->pid, strerror(-r));
+		return r;
 	tg->sv->gstats.moves++;
 	log_debug("%d: region part %#" PRIx64 "-%#" PRIx64 " moved to %#" PRIx64 " (%u pieces)",
 		  tg->pid, old, old + size, addr, reg->n_pieces);
+	*ret_addr = addr;
 	return 0;
 }
 
@@ -444,6 +736,7 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 static int move_region(struct target *tg, const struct rangeset *avoid)
 {
 	_cleanup_free_ struct target_return *ras = NULL;
+	_cleanup_(rangeset_free) struct rangeset done = RANGESET_INIT;
 	size_t n_ras = 0, incomplete = 0;
 	uint64_t lo, hi;
 	int r, parts = 0;
@@ -461,10 +754,14 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			    "moved: a return into the old place may remain",
 			    tg->pid, incomplete);
 	}
-	while ((r = part_to_move(tg, avoid, &lo, &hi)) == 0) {
+	while ((r = part_to_move(tg, avoid, &done, &lo, &hi)) == 0) {
+		uint64_t to;
+
 		if (++parts > 2 * OPTD_REGION_MAX_PIECES)
 			return -ELOOP;
-		r = move_part(tg, avoid, lo, hi - lo, ras, n_ras);
+		r = move_part(tg, avoid, lo, hi - lo, ras, n_ras, &to);
+		if (r == 0)
+			r = rangeset_add(&done, to, to + (hi - lo));
 		if (r < 0)
 			return r;
 	}
@@ -505,8 +802,10 @@ static bool at_request_stop(const struct target *tg, const struct inj_thread *t)
 }
 
 /*
- * If thread t's pending request collides with the region, moves the region
- * (the world is stopped). *ret_moved tells whether it did.
+ * If thread t's pending request collides with tg's region, moves the region
+ * (tg's world is stopped; t is tg's or a vfork child's that runs in tg's
+ * address space, and the children are stopped here if they are not yet).
+ * *ret_moved tells whether it did.
  */
 static int handle_request(struct target *tg, struct inj_thread *t, bool *ret_moved)
 {
@@ -531,6 +830,11 @@ static int handle_request(struct target *tg, struct inj_thread *t, bool *ret_mov
 			return r;
 	}
 	placement_note_request(tg, &req);
+	r = avoid_stale(tg, &avoid);
+	if (r == 0)
+		r = stop_borrowers(tg);
+	if (r < 0)
+		return r;
 	r = move_region(tg, &avoid);
 	if (r < 0)
 		return r;
@@ -540,28 +844,47 @@ static int handle_request(struct target *tg, struct inj_thread *t, bool *ret_mov
 	return 0;
 }
 
+/* Looks at the threads of p (tg's or a vfork child's) that sit at a request stop. */
+static int process_requests(struct target *tg, struct target *p, bool *ret_moved)
+{
+	for (size_t i = 0; i < p->proc->nthreads; i++) {
+		struct inj_thread *t = p->proc->threads[i];
+		bool moved;
+		int r;
+
+		if (!p->guard.active || !at_request_stop(p, t))
+			continue;
+		r = handle_request(tg, t, &moved);
+		if (r < 0)
+			return r;
+		*ret_moved |= moved;
+	}
+	return 0;
+}
+
 int guard_before_resume(struct target *tg)
 {
+	bool moved = false;
+	int r = 0;
+
 	if (!tg->guard.active || !tg->region)
 		return 0;
 	/* A move can put the region where another pending request points: look again. */
-	for (int round = 0; round < 8; round++) {
+	for (int round = 0; r == 0 && round < 8; round++) {
 		bool any = false;
-		for (size_t i = 0; i < tg->proc->nthreads; i++) {
-			struct inj_thread *t = tg->proc->threads[i];
-			bool moved;
-			int r;
-			if (!at_request_stop(tg, t))
-				continue;
-			r = handle_request(tg, t, &moved);
-			if (r < 0)
-				return r;
-			any |= moved;
-		}
+
+		r = process_requests(tg, tg, &any);
+		for (struct target *o = tg->sv->targets; r == 0 && o; o = o->next)
+			if (borrows_from(o, tg))
+				r = process_requests(tg, o, &any);
+		moved |= any;
 		if (!any)
-			return 0;
+			break;
 	}
-	return 0;
+	/* The vfork children a move stopped run again with tg's world. */
+	if (moved)
+		resume_borrowers(tg);
+	return r;
 }
 
 /*
@@ -634,9 +957,12 @@ static int stack_growth_fault(struct target *tg, struct inj_thread *t, struct ra
 bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_stop *st)
 {
 	struct guard_stats *s = &tg->sv->gstats;
-	struct inj_region *reg = tg->region;
+	/* A vfork child's requests are checked against the region of the address space it borrows.
+	 */
+	struct target *owner = guard_mm_owner(tg);
+	struct inj_region *reg = owner->region;
 	struct inj_request req;
-	struct range area;
+	struct range area = {0, 0};
 	uint64_t t0 = now_us();
 	bool stack = false;
 	int r;
@@ -645,10 +971,10 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 		return false;
 	if (at_request_stop(tg, t)) {
 		s->traps++;
-		r = inj_thread_request(t, tg->guard.start_brk, &req);
+		r = inj_thread_request(t, owner->guard.start_brk, &req);
 		if (r < 0 || !request_meets_region(&req, reg))
 			return false; /* resumed at once by the caller */
-	} else if (st->kind == INJ_STOP_SIGNAL && st->sig == SIGSEGV) {
+	} else if (owner == tg && st->kind == INJ_STOP_SIGNAL && st->sig == SIGSEGV) {
 		r = stack_growth_fault(tg, t, &area);
 		if (r <= 0)
 			return false;
@@ -657,11 +983,20 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 		return false;
 	}
 
-	r = inj_process_stop(tg->proc);
+	/* Every process that runs in the address space: the owner and its vfork children. */
+	r = stop_mm(owner);
+	if (r == -ESRCH || r == -ECANCELED) {
+		/* The owner exited or exec'd: its children go on; the supervisor takes the rest. */
+		resume_borrowers(owner);
+		target_stop_interrupted(owner, r);
+		return true;
+	}
 	if (r == 0 && stack) {
 		_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
 		placement_note_stack(tg, (uint64_t)(uintptr_t)t->siginfo.si_addr);
 		r = rangeset_add(&avoid, area.start, area.end);
+		if (r == 0)
+			r = avoid_stale(tg, &avoid);
 		if (r == 0)
 			r = move_region(tg, &avoid);
 		if (r == 0) {
@@ -673,16 +1008,283 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 		}
 	}
 	if (r == 0)
-		r = guard_before_resume(tg);
-	if (r == -ESRCH || r == -ECANCELED)
-		return r == -ESRCH;
-	if (r < 0)
+		r = guard_before_resume(owner);
+	/* -ESRCH: a process died under the move; the others go on, their exits follow. */
+	if (r < 0 && r != -ESRCH)
 		log_error("%d: cannot move optd's pages out of the way of the target's request: %s",
 			  tg->pid, strerror(-r));
-	note_latency(s, now_us() - t0);
-	(void)inj_process_resume(tg->proc);
-	target_after_move(tg);
+	if (r != -ESRCH)
+		note_latency(s, now_us() - t0);
+	resume_borrowers(owner);
+	(void)inj_process_resume(owner->proc);
+	target_after_move(owner);
 	return true;
+}
+
+/* ---- after a vfork ---- */
+
+/* The moves one thread blocked in vfork did not see, oldest first. */
+struct stale_walk {
+	struct target *owner; /* whose region moved */
+	const struct guard_stale *v;
+	size_t n;
+};
+
+/* Where v leads now if it led into a place the region left (true), else v (false). */
+static bool stale_now(const struct stale_walk *c, uint64_t v, uint64_t *ret)
+{
+	bool hit = false;
+
+	for (size_t i = 0; i < c->n; i++) {
+		if (v - c->v[i].old < c->v[i].size) {
+			v += (uint64_t)c->v[i].delta;
+			hit = true;
+		}
+	}
+	*ret = v;
+	return hit;
+}
+
+/* The stack walker's view of a copy, at its old place or its current one. */
+static int translate_stale(void *opaque, uint64_t ip, uint64_t *ret_orig)
+{
+	const struct stale_walk *c = opaque;
+	const struct inj_region *reg = c->owner->region;
+	uint64_t orig;
+
+	(void)stale_now(c, ip, &ip);
+	if (!reg || !c->owner->rel || !inj_region_contains(reg, ip))
+		return -ENOENT;
+	orig = relocate_copy_to_orig(c->owner->rel, ip);
+	if (!orig)
+		return -EINVAL;
+	*ret_orig = orig;
+	return 0;
+}
+
+/* Takes tg's records for thread tid out of its list, oldest first. 0 or -ENOMEM. */
+static int take_stale(struct guard *g, pid_t tid, struct guard_stale **ret, size_t *ret_n)
+{
+	struct guard_stale *v;
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < g->n_stale; i++)
+		n += g->stale[i].tid == tid;
+	*ret = NULL;
+	*ret_n = 0;
+	if (!n)
+		return 0;
+	v = malloc(n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < g->n_stale; i++) {
+		if (g->stale[i].tid == tid)
+			v[n++] = g->stale[i];
+		else
+			g->stale[k++] = g->stale[i];
+	}
+	g->n_stale = k;
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * Thread t of tg came back from vfork (stopped at PTRACE_EVENT_VFORK_DONE)
+ * after the region moved. Its stack is walked with the copies found at their
+ * old places too, and what still leads to an old place follows the moves:
+ * return addresses in memory, the register vfork keeps its own return
+ * address in (the one the unwinder reads it from, e.g. %rdi in glibc), and
+ * the instruction pointer. Return addresses in frames the child shared were
+ * already moved with the child's stack.
+ */
+static int fix_stale_thread(struct target *tg, struct inj_thread *t)
+{
+	enum { MAX_FRAMES = 4096 };
+	_cleanup_free_ struct guard_stale *mine = NULL;
+	_cleanup_free_ struct inj_frame *frames = NULL;
+	struct stale_walk c = {.owner = guard_mm_owner(tg)};
+	struct inj_unwinder *u = NULL;
+	enum inj_stack_end end = INJ_STACK_END_BROKEN;
+	struct user_regs_struct regs;
+	size_t n = 0, nf = 0, fixed = 0, missed = 0;
+	int r;
+
+	r = take_stale(&tg->guard, t->tid, &mine, &n);
+	if (r < 0 || !n)
+		return r;
+	c.v = mine;
+	c.n = n;
+	frames = malloc(MAX_FRAMES * sizeof(*frames));
+	if (!frames)
+		return -ENOMEM;
+	r = inj_ptrace_getregs(t->tid, &regs);
+	if (r < 0)
+		return r;
+	r = inj_unwinder_new(tg->proc, &u);
+	if (r == 0)
+		r = inj_unwinder_set_translate(u, translate_stale, &c);
+	if (r == 0)
+		r = inj_stack_walk(u, t, frames, MAX_FRAMES, &nf, &end);
+	inj_unwinder_free(u);
+	if (r == -ESRCH)
+		return r;
+	if (r < 0)
+		nf = 0;
+	for (size_t k = 0; k + 1 < nf; k++) {
+		uint64_t now;
+
+		if (!stale_now(&c, frames[k + 1].ip, &now))
+			continue;
+		if (frames[k].ra_slot) {
+			r = inj_mem_write(tg->proc, frames[k].ra_slot, &now, sizeof(now), NULL);
+			if (r < 0)
+				return r;
+			fixed++;
+		} else if (k == 0) {
+			unsigned long long *gpr[] = {
+			    &regs.r15, &regs.r14, &regs.r13, &regs.r12, &regs.rbp,
+			    &regs.rbx, &regs.r11, &regs.r10, &regs.r9,	&regs.r8,
+			    &regs.rax, &regs.rcx, &regs.rdx, &regs.rsi, &regs.rdi,
+			};
+			for (size_t i = 0; i < ARRAY_SIZE(gpr); i++) {
+				if (*gpr[i] == frames[k + 1].ip) {
+					*gpr[i] = now;
+					fixed++;
+				}
+			}
+		} else {
+			missed++;
+		}
+	}
+	uint64_t rip;
+	if (stale_now(&c, regs.rip, &rip)) {
+		regs.rip = rip;
+		fixed++;
+	}
+	r = inj_ptrace_setregs(t->tid, &regs);
+	if (r < 0)
+		return r;
+	if (missed || end != INJ_STACK_END_OUTERMOST)
+		log_warn("thread %d of %d came back from vfork after optd's pages moved, and its "
+			 "stack could not be walked to its end: a return into their old place may "
+			 "remain",
+			 t->tid, tg->pid);
+	log_debug("thread %d of %d: back from vfork after %zu moves; %zu addresses follow them",
+		  t->tid, tg->pid, n, fixed);
+	return 0;
+}
+
+void guard_vfork_done(struct target *tg)
+{
+	struct guard *g = &tg->guard;
+
+	for (size_t i = 0; g->n_stale && i < tg->proc->nthreads; i++) {
+		struct inj_thread *t = tg->proc->threads[i];
+		int r;
+
+		if (t->stop != INJ_STOP_EVENT || t->event != PTRACE_EVENT_VFORK_DONE)
+			continue;
+		r = fix_stale_thread(tg, t);
+		if (r < 0 && r != -ESRCH)
+			log_warn(
+			    "thread %d of %d came back from vfork after optd's pages moved, and "
+			    "what leads to their old place could not be moved along: %s",
+			    t->tid, tg->pid, strerror(-r));
+	}
+	if (g->window_pending && inj_process_pick_thread(tg->proc)) {
+		struct inj_guard_window w = {g->pending.start, g->pending.end, g->start_brk};
+
+		g->window_pending = false;
+		(void)guard_add_window(tg, &w);
+	}
+}
+
+/* ---- detach ---- */
+
+/* The lowest address the kernel maps for anyone (vm.mmap_min_addr). */
+static uint64_t mmap_min_addr(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/sys/vm/mmap_min_addr", "re");
+	unsigned long long v;
+
+	return f && fscanf(f, "%llu", &v) == 1 ? ALIGN_UP(v, PAGE) : 65536;
+}
+
+int guard_reserve(struct target *tg)
+{
+	struct guard *g = &tg->guard;
+	struct inj_region *reg = tg->region;
+	struct inj_thread *t;
+	_cleanup_(maps_freep) struct maps *m = NULL;
+	_cleanup_(rangeset_free) struct rangeset win = RANGESET_INIT, free_parts = RANGESET_INIT;
+	size_t inside = 0;
+	int r, first = 0;
+
+	if (!g->n_windows || tg->mm_owner)
+		return 0;
+	t = inj_process_pick_thread(tg->proc);
+	if (!t)
+		return -ESRCH;
+	r = maps_read(tg->pid, &m);
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < g->n_windows; i++) {
+		r = rangeset_add(&win, g->windows[i].start, g->windows[i].end);
+		if (r < 0)
+			return r;
+	}
+	r = rangeset_copy(&win, &free_parts);
+	if (r == 0)
+		r = rangeset_remove(&free_parts, 0, mmap_min_addr());
+	if (r == 0)
+		r = rangeset_remove(&free_parts, PLACE_USER_TOP, UINT64_MAX);
+	for (size_t i = 0; r == 0 && i < m->n; i++) {
+		const struct maps_entry *e = &m->v[i];
+		bool ours = reg && inj_region_overlaps(reg, e->start, e->end);
+
+		if (!ours && rangeset_overlaps(&win, e->start, e->end))
+			inside++;
+		r = rangeset_remove(&free_parts, e->start, e->end);
+	}
+	if (r < 0)
+		return r;
+	for (size_t i = 0; i < free_parts.n; i++) {
+		const struct range *f = &free_parts.v[i];
+		struct range *v;
+		long res, ignored;
+
+		r = inj_syscall(
+		    t, SYS_mmap, &res, (long)f->start, (long)(f->end - f->start), PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+		if (r < 0)
+			return r;
+		if (res < 0 && res > -4096) {
+			first = first ?: (int)res;
+			continue;
+		}
+		if ((uint64_t)res != f->start) {
+			/* A kernel without MAP_FIXED_NOREPLACE took it as a hint. */
+			(void)inj_syscall(t, SYS_munmap, &ignored, res, (long)(f->end - f->start));
+			first = first ?: -EEXIST;
+			continue;
+		}
+		v = realloc(g->reserved, (g->n_reserved + 1) * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		g->reserved = v;
+		g->reserved[g->n_reserved++] = *f;
+		log_debug("%d: %#" PRIx64 "-%#" PRIx64 " reserved PROT_NONE", tg->pid, f->start,
+			  f->end);
+	}
+	if (inside)
+		log_warn(
+		    "%d: %zu mappings of the process lie in optd's guarded windows: the filter "
+		    "that stays makes requests that touch them (munmap, mprotect, mremap, "
+		    "madvise, ...) fail with ENOSYS",
+		    tg->pid, inside);
+	return first;
 }
 
 static int cmp_u32(const void *a, const void *b)

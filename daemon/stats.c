@@ -81,6 +81,33 @@ static void guard_json(const struct supervisor *sv, struct json_object *o)
 	json_object_object_add(o, "latency_us", l);
 }
 
+static struct json_object *ranges_json(const struct range *v, size_t n)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *p = json_object_new_array();
+		json_object_array_add(p, json_object_new_uint64(v[i].start));
+		json_object_array_add(p, json_object_new_uint64(v[i].end));
+		json_object_array_add(a, p);
+	}
+	return a;
+}
+
+/* guard: how the root process's requests were trapped, and what stays after detach. */
+static struct json_object *guard_state_json(const struct supervisor *sv)
+{
+	const struct guard *g = sv->root->proc ? &sv->root->guard : &sv->last_guard;
+	struct json_object *o = json_object_new_object();
+	const char *mode = !g->active ? "none" : g->syscall_mode ? "ptrace_syscall" : "seccomp";
+
+	json_object_object_add(o, "mode", json_object_new_string(mode));
+	json_object_object_add(o, "filters", json_object_new_uint64(g->n_windows));
+	json_object_object_add(o, "windows", ranges_json(g->windows, g->n_windows));
+	json_object_object_add(o, "reserved", ranges_json(g->reserved, g->n_reserved));
+	return o;
+}
+
 static struct json_object *stats_json(const struct supervisor *sv)
 {
 	const struct target *root = sv->root;
@@ -112,6 +139,7 @@ static struct json_object *stats_json(const struct supervisor *sv)
 	json_object_object_add(region, "huge_pages", json_object_new_uint64(huge));
 	json_object_object_add(o, "region", region);
 	guard_json(sv, o);
+	json_object_object_add(o, "guard", guard_state_json(sv));
 	json_object_object_add(o, "attach_pause_us", json_object_new_uint64(root->attach_pause_us));
 	json_object_object_add(o, "detach_pause_us", json_object_new_uint64(root->detach_pause_us));
 	json_object_object_add(o, "attach_stop_us", json_object_new_uint64(root->attach_stop_us));

@@ -161,6 +161,11 @@ static void target_release(struct target *tg)
 	tg->proc = NULL;
 	inj_region_free(tg->region);
 	tg->region = NULL;
+	if (tg->root) {
+		guard_free(&sv->last_guard);
+		sv->last_guard = tg->guard; /* its windows and reservations are the statistics' */
+		memset(&tg->guard, 0, sizeof(tg->guard));
+	}
 	guard_free(&tg->guard);
 	tg->state = TARGET_GONE;
 	for (struct target **pp = &sv->targets; *pp; pp = &(*pp)->next) {
@@ -215,6 +220,46 @@ static void target_forget_perf_map(struct target *tg)
 }
 
 /*
+ * With --pid the guard's filters stay after detach (DESIGN.md, "After optd
+ * is gone"), and its window must then hold nothing of the target's: look
+ * for a free gap that holds the whole window (the region with a margin on
+ * each side, where it can also move without a new filter), first below the
+ * heap's start (a filter there never traps brk), then anywhere in reach.
+ * Sets *ret_addr to the region's place, or leaves it 0 when no such gap is
+ * found (the window is then clipped to the region's gap). 0, -ESRCH, -errno.
+ */
+static int find_place_pid(struct target *tg, struct inj_thread *t, const struct maps *m,
+			  uint64_t near_start, uint64_t near_end, uint64_t size, uint64_t align,
+			  const struct inj_place_policy *policy, uint64_t *ret_addr)
+{
+	_cleanup_(rangeset_free) struct rangeset below_heap = RANGESET_INIT;
+	struct inj_place_policy p = *policy;
+	uint64_t margin = guard_window_margin(size), addr = 0;
+	struct procfs_stat ps;
+	int r = -ENOSPC;
+
+	if (procfs_read_stat(tg->pid, &ps) == 0 && ps.start_brk) {
+		r = rangeset_copy(policy->avoid, &below_heap);
+		if (r == 0)
+			r = rangeset_add(&below_heap, ALIGN_DOWN(ps.start_brk, 4096), UINT64_MAX);
+		if (r < 0)
+			return r;
+		p.avoid = &below_heap;
+		r = inj_region_find_place(t, m, near_start, near_end, size + 2 * margin, align, &p,
+					  &addr);
+	}
+	if (r == -ENOSPC)
+		r = inj_region_find_place(t, m, near_start, near_end, size + 2 * margin, align,
+					  policy, &addr);
+	if (r == -ENOSPC)
+		return 0;
+	if (r < 0)
+		return r;
+	*ret_addr = addr + margin;
+	return 0;
+}
+
+/*
  * Places and creates the region in a target whose world is stopped. The
  * region must reach the main executable (the module the copier works on
  * first) with rel32.
@@ -261,7 +306,9 @@ static int target_inject(struct target *tg)
 			(void)maps_span_of(m, e->path, &near_start, &near_end);
 	}
 	r = placement_initial(tg, m, near_start, near_end, size, &addr);
-	if (r == -ENOENT && !addr) {
+	if (r == -ENOENT && !addr && opt->mode == OPTD_MODE_PID)
+		r = find_place_pid(tg, t, m, near_start, near_end, size, align, &policy, &addr);
+	if (!addr && (r == 0 || r == -ENOENT)) {
 		r = inj_region_find_place(t, m, near_start, near_end, size, align, &policy, &addr);
 		if (r == -ENOSPC && align > 4096)
 			r = inj_region_find_place(t, m, near_start, near_end, size, 4096, &policy,
@@ -276,17 +323,10 @@ static int target_inject(struct target *tg)
 		return r;
 	if (tg->root)
 		tg->sv->last_region = *tg->region;
+	/* Falls back to PTRACE_SYSCALL, and says so, when no filter can be installed. */
 	r = guard_install(tg);
-	if (r < 0) {
-		if (r == -ESRCH)
-			return r;
-		log_warn("%d: cannot install the seccomp filter that guards optd's pages (%s): "
-			 "guarding with PTRACE_SYSCALL, which stops at every syscall",
-			 tg->pid, strerror(-r));
-		tg->guard.syscall_mode = true;
-		tg->guard.active = true;
-		tg->proc->resume_with_syscall = true;
-	}
+	if (r < 0)
+		return r;
 	tg->state = TARGET_RUNNING;
 	if (tg->rel) {
 		r = relocate_apply(tg, tg->rel);
@@ -477,6 +517,7 @@ static void target_relocate(struct target *tg, const uint64_t *ips, size_t n)
 		return;
 	}
 	if (r == 0) {
+		guard_vfork_done(tg);
 		if (ips)
 			r = relocate_plan_hot(tg, ips, n, &tg->rel, &need);
 		if (r == 0)
@@ -743,8 +784,23 @@ static void handle_event(struct target *tg, struct inj_thread *t, const struct i
 	case PTRACE_EVENT_EXEC:
 		target_exec(tg, t);
 		break;
+	case PTRACE_EVENT_VFORK_DONE:
+		guard_vfork_done(tg);
+		break;
 	default:
 		break;
+	}
+}
+
+void target_stop_interrupted(struct target *tg, int r)
+{
+	if (r == -ESRCH && tg->proc->exited) {
+		target_exited(tg, tg->proc->exit_status);
+	} else if (r == -ECANCELED) {
+		struct inj_thread *t = inj_process_thread(tg->proc, tg->pid);
+		if (t)
+			target_exec(tg, t);
+		(void)inj_process_resume(tg->proc);
 	}
 }
 
@@ -831,61 +887,86 @@ static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
 	return 0;
 }
 
-int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
-			  size_t *ret_incomplete)
+/* A growing list of return addresses. */
+struct return_list {
+	struct target_return *v;
+	size_t n, cap;
+};
+
+/*
+ * Adds the return addresses into tg's region found on the stacks of p's
+ * threads (p is tg's process or that of a vfork child running in tg's
+ * address space). Threads blocked in vfork are left to guard_vfork_done().
+ */
+static int process_region_returns(struct target *tg, struct inj_process *p,
+				  struct inj_frame *frames, size_t max_frames,
+				  struct return_list *l, size_t *incomplete)
 {
 	struct inj_region *reg = tg->region;
 	struct inj_unwinder *u = NULL;
-	enum { MAX_FRAMES = 4096 };
-	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
-	struct target_return *v = NULL;
-	size_t n = 0, cap = 0;
 	int r;
 
-	*ret_incomplete = 0;
-	if (!frames)
-		return -ENOMEM;
-	r = inj_unwinder_new(tg->proc, &u);
+	r = inj_unwinder_new(p, &u);
 	if (r < 0)
 		return r;
 	r = inj_unwinder_set_translate(u, translate_copy, tg);
-	for (size_t i = 0; r == 0 && i < tg->proc->nthreads; i++) {
-		struct inj_thread *t = tg->proc->threads[i];
+	for (size_t i = 0; r == 0 && i < p->nthreads; i++) {
+		struct inj_thread *t = p->threads[i];
 		enum inj_stack_end end;
 		size_t nf = 0;
 
-		if (t->zombie)
+		if (t->zombie || (t->vfork_wait && t->stop == INJ_RUNNING))
 			continue;
-		if (inj_stack_walk(u, t, frames, MAX_FRAMES, &nf, &end) < 0 ||
+		if (inj_stack_walk(u, t, frames, max_frames, &nf, &end) < 0 ||
 		    end != INJ_STACK_END_OUTERMOST) {
 			log_debug("thread %d of %d: stack walk incomplete (%zu frames)", t->tid,
-				  tg->pid, nf);
-			(*ret_incomplete)++;
+				  p->pid, nf);
+			(*incomplete)++;
 		}
 		for (size_t k = 0; k + 1 < nf; k++) {
 			uint64_t ip = frames[k + 1].ip;
 			if (!frames[k].ra_slot || !inj_region_contains(reg, ip))
 				continue;
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 64;
-				struct target_return *nv = realloc(v, ncap * sizeof(*nv));
+			if (l->n == l->cap) {
+				size_t ncap = l->cap ? l->cap * 2 : 64;
+				struct target_return *nv = realloc(l->v, ncap * sizeof(*nv));
 				if (!nv) {
 					r = -ENOMEM;
 					break;
 				}
-				v = nv;
-				cap = ncap;
+				l->v = nv;
+				l->cap = ncap;
 			}
-			v[n++] = (struct target_return){t->tid, frames[k].ra_slot, ip};
+			l->v[l->n++] = (struct target_return){t->tid, frames[k].ra_slot, ip};
 		}
 	}
 	inj_unwinder_free(u);
+	return r;
+}
+
+int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
+			  size_t *ret_incomplete)
+{
+	enum { MAX_FRAMES = 4096 };
+	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
+	struct return_list l = {0};
+	int r;
+
+	*ret_incomplete = 0;
+	if (!frames)
+		return -ENOMEM;
+	r = process_region_returns(tg, tg->proc, frames, MAX_FRAMES, &l, ret_incomplete);
+	/* vfork children run in the same address space: their stacks lead into it too. */
+	for (struct target *o = tg->sv->targets; r == 0 && o; o = o->next)
+		if (o != tg && o->proc && o->mm_owner && guard_mm_owner(o) == tg)
+			r = process_region_returns(tg, o->proc, frames, MAX_FRAMES, &l,
+						   ret_incomplete);
 	if (r < 0) {
-		free(v);
+		free(l.v);
 		return r;
 	}
-	*ret = v;
-	*ret_n = n;
+	*ret = l.v;
+	*ret_n = l.n;
 	return 0;
 }
 
@@ -1019,6 +1100,7 @@ static int target_detach(struct target *tg)
 		return r;
 	}
 	adopt_queued_children(tg, true);
+	guard_vfork_done(tg);
 	if (tg->entry_bp) {
 		/* Never reached: put the byte back; a thread already on the trap goes back before
 		 * it. */
@@ -1044,6 +1126,12 @@ static int target_detach(struct target *tg)
 		if (r < 0 && r != -ESRCH)
 			log_error("cannot remove the region from %d: %s", tg->pid, strerror(-r));
 	}
+	/* The filters stay: what they guard is kept out of the kernel's hands. */
+	r = guard_reserve(tg);
+	if (r < 0 && r != -ESRCH)
+		log_warn("%d: cannot reserve optd's guarded windows (%s): a request for address "
+			 "space the kernel places there fails with ENOSYS once optd is gone",
+			 tg->pid, strerror(-r));
 	r = inj_process_detach(tg->proc);
 	tg->detach_pause_us = now_us() - t1;
 	if (tg->root)
@@ -1142,13 +1230,20 @@ static void supervisor_fini(struct supervisor *sv)
 	while (sv->targets)
 		target_release(sv->targets);
 	relocation_free(sv->root_rel);
+	guard_free(&sv->last_guard);
 	free(sv->root);
 }
 
+/*
+ * PTRACE_O_TRACEVFORKDONE: a thread blocked in vfork cannot be stopped, and
+ * the guard may move the region meanwhile (a vfork child's request): the
+ * thread is set right at its vfork-done stop (guard_vfork_done()).
+ */
 static unsigned long ptrace_options(bool exitkill)
 {
 	unsigned long o = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK |
-			  PTRACE_O_TRACEVFORK | PTRACE_O_TRACEEXEC | PTRACE_O_TRACESECCOMP;
+			  PTRACE_O_TRACEVFORK | PTRACE_O_TRACEVFORKDONE | PTRACE_O_TRACEEXEC |
+			  PTRACE_O_TRACESECCOMP;
 	return exitkill ? o | PTRACE_O_EXITKILL : o;
 }
 

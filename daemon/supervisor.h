@@ -37,6 +37,7 @@ struct supervisor {
 	struct inj_region last_region; /* the root's latest region, kept for the statistics */
 	struct relocation *root_rel;   /* the root's relocation, kept for the statistics */
 	struct guard_stats gstats;     /* collisions and moves in every process */
+	struct guard last_guard; /* the root's guard once it is released, for the statistics */
 };
 
 uint64_t now_us(void);

@@ -82,3 +82,10 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
  */
 void target_region_moved(struct target *tg);
 void target_after_move(struct target *tg);
+
+/*
+ * A stop of tg's world that the guard asked for found the process gone
+ * (-ESRCH) or its address space replaced by an execve (-ECANCELED): does
+ * what the event loop does when it sees that exit or exec. tg may be freed.
+ */
+void target_stop_interrupted(struct target *tg, int r);

@@ -245,6 +245,7 @@ int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
 {
 	if (st->kind == INJ_GONE) {
 		t->stop = INJ_GONE;
+		t->vfork_wait = false;
 		/* The leader's exit is the process's: keep it for whoever reports it. */
 		if (t->tid == t->proc->pid) {
 			t->proc->exited = true;
@@ -255,6 +256,9 @@ int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
 	t->new_thread = false;
 	t->stop = st->kind;
 	t->event = st->event;
+	/* Only the vfork event leads into the wait; any other stop means it is over. */
+	t->vfork_wait = st->kind == INJ_STOP_EVENT && st->event == PTRACE_EVENT_VFORK &&
+			(t->proc->settings.options & PTRACE_O_TRACEVFORKDONE);
 	switch (st->kind) {
 	case INJ_STOP_SIGNAL:
 		t->sig = st->sig;
@@ -502,7 +506,25 @@ static int stop_world_handle(struct inj_process *p, struct inj_thread *t, const 
 	}
 }
 
+static int stop_world(struct inj_process *p, bool but_vfork);
+
 int inj_process_stop(struct inj_process *p)
+{
+	return stop_world(p, false);
+}
+
+int inj_process_stop_but_vfork(struct inj_process *p)
+{
+	return stop_world(p, true);
+}
+
+/* A thread that stop_world() leaves alone: it cannot trap, or is blocked in vfork. */
+static bool stop_skips(const struct inj_thread *t, bool but_vfork)
+{
+	return t->zombie || (but_vfork && t->vfork_wait && t->stop == INJ_RUNNING);
+}
+
+static int stop_world(struct inj_process *p, bool but_vfork)
 {
 	int r;
 
@@ -532,7 +554,7 @@ int inj_process_stop(struct inj_process *p)
 				t->stop = INJ_RUNNING;
 			continue;
 		}
-		if (t->new_thread || t->zombie)
+		if (t->new_thread || stop_skips(t, but_vfork))
 			continue;
 		(void)inj_ptrace(PTRACE_INTERRUPT, t->tid, 0, 0);
 		/* -ESRCH: exiting; its exit status is what the wait below returns. */
@@ -544,7 +566,7 @@ int inj_process_stop(struct inj_process *p)
 		struct inj_stop st;
 		int status;
 
-		if (t->stop != INJ_RUNNING || t->zombie) {
+		if (t->stop != INJ_RUNNING || stop_skips(t, but_vfork)) {
 			i++;
 			continue;
 		}

@@ -71,6 +71,13 @@ struct inj_thread {
 	int group_sig;	 /* the group-stop signal when the thread must return to group-stop */
 	bool new_thread; /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
 	bool zombie;	 /* a thread-group leader that exited while others run: never traps */
+	/*
+	 * Resumed from PTRACE_EVENT_VFORK, and (with PTRACE_O_TRACEVFORKDONE) not
+	 * seen at PTRACE_EVENT_VFORK_DONE yet: blocked in the kernel until its
+	 * child execs or exits. It runs no code of its own meanwhile, and it
+	 * cannot trap before (the wait is killable only).
+	 */
+	bool vfork_wait;
 
 	/* Remote-call state (see syscall.h). */
 	bool prepared;
@@ -148,6 +155,16 @@ void inj_process_remove_thread(struct inj_process *p, pid_t tid);
  * surviving thread is stopped at its exec event); other -errno.
  */
 int inj_process_stop(struct inj_process *p);
+
+/*
+ * Stop the world of a process that shares its address space with a vfork
+ * child held stopped: like inj_process_stop(), but threads blocked in vfork
+ * (vfork_wait) are neither interrupted nor waited for, since they could not
+ * trap before the child lets them go. They stay INJ_RUNNING, with no
+ * registers to read or write, and run nothing of their own until the child
+ * execs or exits. Same returns.
+ */
+int inj_process_stop_but_vfork(struct inj_process *p);
 
 /* Resumes one stopped thread the way its stop requires. 0, -ESRCH, -errno. */
 int inj_thread_resume(struct inj_thread *t);

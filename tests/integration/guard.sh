@@ -16,6 +16,21 @@
 # with a request for two pages among the copies, of which only those pages,
 # widened to whole copies, move: the region ends up in 3 pieces. A C++ program's heap grows into the
 # region after exceptions were thrown through relocated frames (`cxxthrow`).
+# A vfork child's request collides with the region of the address space it
+# borrows, while its parent is blocked in vfork inside relocated code
+# (`vfork`). Another thread of a parent blocked in vfork collides while the
+# vfork child waits in a read inside relocated code: the child must be
+# stopped and its stack fixed too, and the blocked thread must not be
+# waited for (`vfork_thread`). A vfork child pushes the region out of its
+# window while its parent is blocked: the parent, for which no thread of
+# its own can install a filter meanwhile, must still get the new window
+# (guard.filters 2), and its request at the region's new place must be
+# trapped (`vfork_wide`). A program uses up the kernel's room for seccomp
+# filters, then pushes the region out of its window: optd must fall back to
+# PTRACE_SYSCALL with one warning (guard.mode "ptrace_syscall") and still
+# trap a request at the region's new place (`budget`). For these two kinds
+# the region's new place, ADDR2, is learned from a first run under optd
+# without it.
 #
 # Everything runs under `setarch -R` (no address-space randomisation), so
 # that the layout `collide layout` reports natively is the layout of every
@@ -46,7 +61,8 @@ setarch -R true 2>/dev/null || skip "setarch -R fails here: cannot turn address-
 
 COLLIDE=$TGT_DIR/collide
 ALL_KINDS=(mmap_fixed mmap_noreplace mmap_hint brk mremap_grow mremap_fixed mremap_dontunmap
-	munmap mprotect madvise shmat stack threads signal fork exec fails all noseccomp partial)
+	munmap mprotect madvise shmat stack threads signal fork vfork vfork_thread vfork_wide exec
+	fails all noseccomp budget partial)
 read -r -a KINDS <<<"${GUARD_KINDS:-${ALL_KINDS[*]}}"
 : "${GUARD_TIMEOUT:=20}"
 
@@ -55,8 +71,10 @@ declare -A COLLISION=(
 	[mmap_fixed]=mmap [mmap_noreplace]=mmap [mmap_hint]=mmap [brk]=brk
 	[mremap_grow]=mremap [mremap_fixed]=mremap [mremap_dontunmap]=mremap
 	[munmap]=munmap [mprotect]=mprotect [madvise]=madvise [shmat]=shmat [stack]=stack
-	[threads]=mmap [signal]=mmap [fork]=mmap [exec]=mmap [fails]="" [all]=mmap
-	[noseccomp]=mmap [partial]=mmap
+	[threads]=mmap [signal]=mmap [fork]=mmap [vfork]=mmap [vfork_thread]=mmap [vfork_wide]=mmap
+	[exec]=mmap
+	[fails]="" [all]=mmap
+	[noseccomp]=mmap [budget]=mmap [partial]=mmap
 )
 # A line each native run must print: proof that ADDR was chosen so that the
 # request does what the kind is about (an extended regular expression).
@@ -76,11 +94,15 @@ declare -A NATIVE_SHOWS=(
 	[threads]='^threads: thread 3: mismatches 0, result [0-9a-f]{16}$'
 	[signal]='^signal: raise\(SIGUSR1\) returned; the handler ran yes$'
 	[fork]='^fork parent: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
+	[vfork]='^vfork child: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
+	[vfork_thread]='^vfork thread: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
+	[vfork_wide]='^vfork_wide: mmap\([-+]0x[0-9a-f]+, 0x100000, rw-, PRIVATE\|FIXED_NOREPLACE\|ANON\) = [-+]0x[0-9a-f]+$'
 	[exec]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[fails]='^fails: shmat\(-1, \+0x0, 0\) = -1 EINVAL$'
 	[all]='^== fork$'
 	[noseccomp]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[partial]='^threads: thread 3: mismatches 0, result [0-9a-f]{16}$'
+	[budget]='^budget: mmap\([-+]0x[0-9a-f]+, 0x100000, rw-, PRIVATE\|FIXED_NOREPLACE\|ANON\) = [-+]0x[0-9a-f]+$'
 )
 for kind in "${KINDS[@]}"; do
 	[[ -v COLLISION[$kind] ]] || fail "GUARD_KINDS: no kind '$kind' (kinds: ${ALL_KINDS[*]})"
@@ -147,11 +169,30 @@ check_optd() {
 	at_least "$json" region.moves 1
 	case $kind in
 	threads) at_least "$json" threads 5 ;;
-	fork) at_least "$json" processes 2 ;;
+	fork | vfork) at_least "$json" processes 2 ;;
+	vfork_thread)
+		at_least "$json" processes 2
+		at_least "$json" threads 2
+		;;
+	vfork_wide)
+		at_least "$json" processes 2
+		expect_json "$json" guard.filters 2
+		at_least "$json" collisions.mmap 2
+		at_least "$json" region.moves 2
+		;;
 	exec) at_least "$json" exec_injections 1 ;;
 	partial)
 		at_least "$json" threads 5
 		at_least "$json" region.pieces 3
+		;;
+	budget)
+		# The first move needed a filter that did not fit; the second was trapped all the same.
+		expect_json "$json" guard.mode '"ptrace_syscall"'
+		expect_json "$json" guard.filters 1
+		at_least "$json" collisions.mmap 2
+		at_least "$json" region.moves 2
+		expect_eq "budget: warnings about the filters' room" \
+			"$(grep -c 'no room for another seccomp filter' "$T/$kind.err")" 1
 		;;
 	esac
 }
@@ -179,6 +220,22 @@ for kind in "${KINDS[@]}"; do
 		LEN=8192
 	fi
 	CMD=("$COLLIDE" "$collide_kind" "$ADDR" "$LEN")
+	if [[ $kind == vfork_wide || $kind == budget ]]; then
+		# Where optd moves the region when it must leave its window: ADDR2.
+		run "probe_$kind" timeout -k 2 "$GUARD_TIMEOUT" setarch -R "$OPTD" run --arena-at="$ADDR" \
+			--region-size="$LEN" --relocate=all --stats="$T/probe_$kind.json" -- "${CMD[@]}"
+		if ! addr2=$(json_get "$T/probe_$kind.json" region.address 2>/dev/null); then
+			log "$kind: the first run under optd wrote no statistics"
+			FAILED+=("$kind")
+			continue
+		fi
+		if [[ $addr2 == "$((16#$ADDR))" ]]; then
+			log "$kind: the region did not move in the first run under optd"
+			FAILED+=("$kind")
+			continue
+		fi
+		CMD+=("$(printf '%x' "$addr2")")
+	fi
 
 	# Natively: deterministic, exit 0, the range free at start, and the
 	# request doing what the kind is about.

@@ -355,7 +355,8 @@ expect_json() {
 remove_new_perf_maps_at_exit() {
 	shopt -s nullglob
 	PERF_MAPS_BEFORE=(/tmp/perf-*.map)
-	trap '_remove_new_perf_maps; cleanup' EXIT
+	# cleanup takes the script's status from $?: keep it across the removal.
+	trap 'rc=$?; _remove_new_perf_maps; (exit "$rc"); cleanup' EXIT
 }
 
 _remove_new_perf_maps() {
@@ -471,4 +472,57 @@ expect_alive() {
 		fail "$what: $name ($pid) died of signal $((STATUS - 128)) ($(kill -l "$STATUS" 2>/dev/null))"
 	fi
 	fail "$what: $name ($pid) exited with status $STATUS"
+}
+
+# expect_maps_reserved WHAT BEFORE AFTER JSON [own]: /proc/PID/maps after
+# a `--pid` detach (AFTER) is BEFORE but for the guard's reservations: every
+# line of BEFORE is still there, and every new line is a private anonymous
+# PROT_NONE mapping ("---p 00000000 00:00 0") that lies inside a window of
+# guard.windows and is exactly one of guard.reserved in optd's statistics
+# JSON, which lists no range missing from AFTER. When a filter was
+# installed, the region's former place is among the reserved ranges.
+# With "own", for a target that maps memory of its own meanwhile (malloc
+# arenas of new threads), new lines outside every window are let be.
+expect_maps_reserved() {
+	local what=$1 problem
+	problem=$("$PY" - "$2" "$3" "$4" "${5:-}" 2>&1 <<'PYEOF'
+import collections, json, sys
+before, after, stats, own = sys.argv[1:5]
+b = collections.Counter(open(before).read().splitlines())
+a = collections.Counter(open(after).read().splitlines())
+with open(stats) as f:
+    d = json.load(f)
+g = d['guard']
+windows = [tuple(w) for w in g['windows']]
+reserved = set(tuple(r) for r in g['reserved'])
+gone = b - a
+if gone:
+    sys.exit('lines gone after detach: %s' % '; '.join(sorted(gone)))
+seen = set()
+for line in sorted(a - b):
+    f = line.split()
+    if own == 'own' and len(f) >= 5:
+        s, e = (int(x, 16) for x in f[0].split('-'))
+        if not any(s < we and ws < e for ws, we in windows):
+            continue
+    if len(f) != 5 or f[1:] != ['---p', '00000000', '00:00', '0']:
+        sys.exit('a new line is not a private anonymous PROT_NONE mapping: %s' % line)
+    s, e = (int(x, 16) for x in f[0].split('-'))
+    if not any(ws <= s and e <= we for ws, we in windows):
+        sys.exit('%s lies outside every guarded window %s' % (f[0], windows))
+    if (s, e) not in reserved:
+        sys.exit('%s is not among the reserved ranges optd reported' % f[0])
+    seen.add((s, e))
+if reserved - seen:
+    sys.exit('reserved ranges missing from the maps: %s' % sorted(reserved - seen))
+if g['filters'] > 0:
+    start = d['region']['address']
+    end = start + d['region']['bytes']
+    if not any(s <= start and end <= e for s, e in reserved):
+        sys.exit('the region\'s former place %#x-%#x is not reserved' % (start, end))
+PYEOF
+	) || {
+		diff -u "$2" "$3" >&2
+		fail "$what: $problem"
+	}
 }

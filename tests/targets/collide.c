@@ -4,7 +4,7 @@
  * natively and under optd.
  *
  *   collide [--checkpoint[=FD]] layout
- *   collide [--checkpoint[=FD]] KIND ADDR LEN
+ *   collide [--checkpoint[=FD]] KIND ADDR LEN [ADDR2]
  *
  * ADDR is hexadecimal (0x optional), page aligned; LEN is a number of bytes
  * (decimal, 0x hexadecimal, or with a K, M or G suffix: 1M), a multiple of
@@ -57,12 +57,32 @@
  *   threads           mmap_fixed while 4 threads run tgt_work;
  *   signal            mmap_fixed in a SIGUSR1 handler (raise());
  *   fork              mmap_fixed in a forked child, then in the parent;
+ *   vfork             mmap_fixed in a vfork child (in the parent's address
+ *                     space, the parent blocked in vfork), then the range as
+ *                     the parent sees it, then mmap_fixed in the parent;
  *   exec              re-executes itself (/proc/self/exe) as mmap_fixed;
  *   fails             requests into the range that fail natively for their
  *                     own reasons (EBADF, EINVAL, ...);
  *   all               every KIND above that needs no special ADDR (not
  *                     layout, brk, stack, stack_touch, exec), each after a
- *                     "== KIND" line.
+ *                     "== KIND" line;
+ *   vfork_thread      the main thread vforks; while the child waits in a
+ *                     read, another thread makes mmap_fixed, then lets
+ *                     the child go;
+ *   vfork_wide        a vfork child maps over [ADDR-32M, ADDR+32M)
+ *                     (MAP_FIXED) and unmaps it, then, with ADDR2, the
+ *                     parent makes a MAP_FIXED_NOREPLACE of LEN at ADDR2;
+ *   budget            uses up the kernel's room for seccomp filters (under
+ *                     no-new-privs, filters that allow everything, until
+ *                     the kernel refuses even a one-instruction one), maps
+ *                     over [ADDR-32M, ADDR+32M) (MAP_FIXED) and unmaps it,
+ *                     then, with ADDR2, MAP_FIXED_NOREPLACE of LEN at ADDR2;
+ *   detached          for after an `optd --pid` detach (the driver lets the
+ *                     "start" checkpoint go then): requests aimed at ADDR
+ *                     (lines "window: "), the same ones at ADDR+64M
+ *                     ("elsewhere: "), and requests that name no address,
+ *                     a thread and the heap ("anywhere: ").
+ * ADDR2 (hexadecimal) is only for vfork_wide and budget.
  * The checkpoint "start" comes before the first request, "end" after the
  * last. Exit status 0 when every request ran, whatever its result; 2 for a
  * usage or setup failure (said on stderr). A note on stderr says when the
@@ -84,8 +104,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <sys/auxv.h>
 #include <sys/ipc.h>
+#include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
@@ -111,6 +135,7 @@
 static uintptr_t base; /* ADDR */
 static size_t span;    /* LEN */
 static const char *cur = "collide";
+static uintptr_t base2; /* ADDR2, 0 when not given */
 static const char *argv0, *addr_arg, *len_arg, *checkpoint_arg;
 static int setup_failed;
 
@@ -1114,10 +1139,29 @@ static void kind_signal(void)
 	sigaction(SIGUSR1, &old, NULL);
 }
 
+/* Waits for child pid and prints how it ended, as @who. 0, or -1 after a setup error. */
+static int reap_child(pid_t pid, const char *who)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			setup_error("waitpid: %s", strerror(errno));
+			return -1;
+		}
+	}
+	if (WIFEXITED(status))
+		emit("%s: %s exited %d", cur, who, WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		emit("%s: %s was killed by signal %d", cur, who, WTERMSIG(status));
+	else
+		emit("%s: %s's wait status %#x", cur, who, status);
+	return 0;
+}
+
 static void kind_fork(void)
 {
 	const char *parent = cur;
-	int status;
 	pid_t pid;
 
 	pid = fork();
@@ -1130,19 +1174,47 @@ static void kind_fork(void)
 		kind_mmap_fixed();
 		_exit(setup_failed ? 2 : 0);
 	}
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			setup_error("waitpid: %s", strerror(errno));
-			return;
-		}
-	}
-	if (WIFEXITED(status))
-		emit("%s: the child exited %d", cur, WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		emit("%s: the child was killed by signal %d", cur, WTERMSIG(status));
-	else
-		emit("%s: the child's wait status %#x", cur, status);
+	if (reap_child(pid, "the child") < 0)
+		return;
 	cur = "fork parent";
+	kind_mmap_fixed();
+	cur = parent;
+}
+
+/*
+ * Runs fn in a vfork child (in this address space; this thread is blocked in
+ * vfork until the child exits), as "vfork child", and reaps it. 0, or -1
+ * after a setup error.
+ */
+static int in_vfork_child(void (*fn)(void))
+{
+	/* Shared with the child: it runs in this address space until it exits. */
+	static const char *parent;
+	pid_t pid;
+
+	parent = cur;
+	cur = "vfork child";
+	pid = vfork();
+	if (pid == 0) {
+		fn();
+		_exit(setup_failed ? 2 : 0);
+	}
+	cur = parent;
+	if (pid < 0) {
+		setup_error("vfork: %s", strerror(errno));
+		return -1;
+	}
+	return reap_child(pid, "the vfork child");
+}
+
+static void kind_vfork(void)
+{
+	const char *parent = cur;
+
+	if (in_vfork_child(kind_mmap_fixed) < 0)
+		return;
+	show_range(base, base + span);
+	cur = "vfork parent";
 	kind_mmap_fixed();
 	cur = parent;
 }
@@ -1239,6 +1311,244 @@ static void kind_fails(void)
 	shmctl(id, IPC_RMID, NULL);
 }
 
+/* ---- budget ---- */
+
+/*
+ * Stacks filters that allow every syscall until the kernel refuses one of a
+ * single instruction (it caps the instructions of a process's filters). They
+ * only ever look at the syscall number, so the kernel's action cache skips
+ * them. How many fit depends on the filters already there: not printed.
+ */
+static void fill_filters(void)
+{
+	enum { MAX = 4096 };
+	static struct sock_filter prog[MAX];
+	unsigned len = MAX;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) {
+		setup_error("prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+		return;
+	}
+	for (unsigned i = 0; i + 1 < MAX; i++)
+		prog[i] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+						       offsetof(struct seccomp_data, nr));
+	prog[MAX - 1] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	while (len > 0) {
+		struct sock_fprog fp = {.len = (unsigned short)len, .filter = prog + (MAX - len)};
+
+		if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) == 0)
+			continue;
+		if (errno != ENOMEM) {
+			setup_error("seccomp(SET_MODE_FILTER) of %u instructions: %s", len,
+				    strerror(errno));
+			return;
+		}
+		len /= 2;
+	}
+	emit("%s: filters that allow everything, stacked until the kernel refused one of a "
+	     "single instruction: %s",
+	     cur, errname(ENOMEM));
+}
+
+/* MAP_FIXED over [ADDR-32M, ADDR+32M): wider than optd's window around ADDR. Then unmapped. */
+static void map_wide(void)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	uintptr_t lo = base - 32 * MIB;
+
+	if (base < 32 * MIB + STEP) {
+		setup_error("%s: ADDR is too low for [ADDR-32M, ADDR+32M)", cur);
+		return;
+	}
+	if (x_mmap(lo, 64 * MIB, rw, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1) != MAP_FAILED) {
+		show_range(base, base + span);
+		x_munmap(lo, 64 * MIB);
+	}
+}
+
+/* With ADDR2, MAP_FIXED_NOREPLACE of LEN there. */
+static void map_at_addr2(void)
+{
+	void *p;
+
+	if (!base2)
+		return;
+	p = x_mmap(base2, span, PROT_READ | PROT_WRITE,
+		   MAP_FIXED_NOREPLACE | MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (p != MAP_FAILED) {
+		check_new(p, span, 26);
+		show_range(base2, base2 + span);
+		x_munmap(base2, span);
+	}
+}
+
+static void kind_budget(void)
+{
+	fill_filters();
+	map_wide();
+	map_at_addr2();
+}
+
+/*
+ * vfork_thread: the main thread vforks and is blocked in vfork; the child
+ * waits in a read from a function of the program's own; another thread of
+ * the parent then makes the colliding requests and lets the child go.
+ */
+static int vt_ready[2], vt_go[2];
+
+/* Not inlined: a frame of the program's own (relocated under optd) around the read. */
+static __attribute__((noinline)) int wait_byte(int fd)
+{
+	ssize_t n;
+	char c;
+
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 ? 0 : -1;
+}
+
+static void *vfork_thread_main(void *arg)
+{
+	(void)arg;
+	if (wait_byte(vt_ready[0]) < 0) {
+		setup_error("vfork_thread: the child never got ready");
+		return NULL;
+	}
+	cur = "vfork thread";
+	kind_mmap_fixed();
+	cur = "vfork child";
+	if (write(vt_go[1], "g", 1) != 1)
+		setup_error("vfork_thread: cannot let the child go: %s", strerror(errno));
+	return NULL;
+}
+
+static void kind_vfork_thread(void)
+{
+	static const char *parent;
+	pthread_t th;
+	pid_t pid;
+	int err;
+
+	if (pipe2(vt_ready, O_CLOEXEC) < 0 || pipe2(vt_go, O_CLOEXEC) < 0) {
+		setup_error("pipe2: %s", strerror(errno));
+		return;
+	}
+	err = pthread_create(&th, NULL, vfork_thread_main, NULL);
+	if (err) {
+		setup_error("pthread_create: %s", strerror(err));
+		return;
+	}
+	parent = cur;
+	emit("%s: a thread waits for the vfork child", cur);
+	pid = vfork();
+	if (pid == 0) {
+		if (write(vt_ready[1], "r", 1) != 1 || wait_byte(vt_go[0]) < 0)
+			_exit(2);
+		emit("%s: let go by the thread", cur);
+		_exit(0);
+	}
+	cur = parent;
+	if (pid < 0) {
+		setup_error("vfork: %s", strerror(errno));
+		/* The thread waits for a child that never came: nothing can release it. */
+		exit(2);
+	}
+	(void)reap_child(pid, "the vfork child");
+	err = pthread_join(th, NULL);
+	if (err)
+		setup_error("pthread_join: %s", strerror(err));
+	else
+		emit("%s: the thread is done", cur);
+	for (int i = 0; i < 2; i++) {
+		close(vt_ready[i]);
+		close(vt_go[i]);
+	}
+}
+
+/* map_wide in a vfork child, then map_at_addr2 in the parent. */
+static void kind_vfork_wide(void)
+{
+	if (in_vfork_child(map_wide) == 0)
+		map_at_addr2();
+}
+
+/* ---- detached ---- */
+
+/* The same requests at @at, each printed, whatever the one before returned. */
+static void requests_at(uintptr_t at)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	void *p;
+	int r, e;
+
+	p = x_mmap(at, PAGE, rw, MAP_FIXED_NOREPLACE | MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	x_munmap(at, PAGE);
+	p = x_mmap(at, PAGE, rw, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (p != MAP_FAILED && (uintptr_t)p != at)
+		munmap(p, PAGE);
+	x_munmap(at, PAGE);
+	p = x_mmap(at, PAGE, rw, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	r = mprotect((void *)at, PAGE, PROT_READ);
+	e = errno;
+	emit("%s: mprotect(%s, %#lx, r--) = %s", cur, rel(at), PAGE, int_result(r, e));
+	r = madvise((void *)at, PAGE, MADV_DONTNEED);
+	e = errno;
+	emit("%s: madvise(%s, %#lx, MADV_DONTNEED) = %s", cur, rel(at), PAGE, int_result(r, e));
+	x_munmap(at, PAGE);
+	show_range(at, at + PAGE);
+}
+
+static void *detached_worker(void *arg)
+{
+	return (void *)(uintptr_t)tgt_work((uint64_t)(uintptr_t)arg, 20000);
+}
+
+static void kind_detached(void)
+{
+	const int rw = PROT_READ | PROT_WRITE;
+	uintptr_t start = (uintptr_t)sbrk(0), now;
+	pthread_t th;
+	void *p, *res;
+	int err;
+
+	cur = "window";
+	requests_at(base);
+	cur = "elsewhere";
+	requests_at(base + 64 * MIB);
+
+	cur = "anywhere";
+	p = x_mmap(0, MIB, rw, MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	if (p != MAP_FAILED) {
+		check_new(p, MIB, 27);
+		munmap(p, MIB);
+	}
+	if (sbrk((intptr_t)STEP) == (void *)-1) {
+		emit("%s: sbrk(%#lx) = %s", cur, STEP, failed(errno));
+	} else {
+		now = (uintptr_t)sbrk(0);
+		emit("%s: sbrk(%#lx): the break grew by %#lx", cur, STEP, now - start);
+		check_new((void *)start, now - start, 28);
+		emit("%s: brk(back) = %d", cur, brk((void *)start));
+	}
+	p = malloc(8 * MIB);
+	if (p) {
+		fill(p, 8 * MIB, 29);
+		emit("%s: malloc(8M) written and read back crc %08x", cur, crc(p, 8 * MIB));
+		free(p);
+	} else {
+		emit("%s: malloc(8M) = NULL", cur);
+	}
+	err = pthread_create(&th, NULL, detached_worker, (void *)(uintptr_t)0xde7a);
+	if (err) {
+		emit("%s: pthread_create = %s", cur, errname(err));
+	} else {
+		pthread_join(th, &res);
+		emit("%s: a thread ran tgt_work: %016" PRIxPTR, cur, (uintptr_t)res);
+	}
+	cur = "detached";
+}
+
 /* ---- layout ---- */
 
 static void kind_layout(void)
@@ -1300,7 +1610,12 @@ static const struct kind {
     {"signal", kind_signal, true},
     {"threads", kind_threads, true},
     {"fork", kind_fork, true},
+    {"vfork", kind_vfork, true},
     {"exec", kind_exec, false},
+    {"vfork_thread", kind_vfork_thread, false},
+    {"vfork_wide", kind_vfork_wide, false},
+    {"budget", kind_budget, false},
+    {"detached", kind_detached, false},
     {"all", kind_all, false},
 };
 
@@ -1316,10 +1631,15 @@ static void kind_all(void)
 	cur = "all";
 }
 
+static bool takes_addr2(const struct kind *k)
+{
+	return k->run == kind_vfork_wide || k->run == kind_budget;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: collide [--checkpoint[=FD]] layout\n"
-			"       collide [--checkpoint[=FD]] KIND ADDR LEN\n"
+			"       collide [--checkpoint[=FD]] KIND ADDR LEN [ADDR2]\n"
 			"KIND:");
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
 		fprintf(stderr, " %s", kinds[i].name);
@@ -1380,7 +1700,7 @@ int main(int argc, char **argv)
 	for (size_t j = 0; j < sizeof(kinds) / sizeof(kinds[0]); j++)
 		if (!strcmp(argv[i], kinds[j].name))
 			k = &kinds[j];
-	if (!k || i + 3 != argc)
+	if (!k || (i + 3 != argc && !(takes_addr2(k) && i + 4 == argc)))
 		usage();
 	addr_arg = argv[i + 1];
 	len_arg = argv[i + 2];
@@ -1398,6 +1718,19 @@ int main(int argc, char **argv)
 		base = (uintptr_t)a;
 	}
 	span = parse_len(len_arg);
+	if (i + 4 == argc) {
+		unsigned long long a;
+		char *end;
+
+		errno = 0;
+		a = strtoull(argv[i + 3], &end, 16);
+		if (errno || end == argv[i + 3] || *end || !a || a % PAGE) {
+			fprintf(stderr, "collide: ADDR2 '%s' is not a page-aligned hex address\n",
+				argv[i + 3]);
+			return 2;
+		}
+		base2 = (uintptr_t)a;
+	}
 	if (base < STEP || base + span < base) {
 		fprintf(stderr, "collide: [ADDR, ADDR+LEN) is out of range\n");
 		return 2;
