@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "maps.h"
 #include "process.h"
 #include "procstat.h"
 #include "ptrace.h"
@@ -203,7 +204,27 @@ void inj_process_free(struct inj_process *p)
 	free(p->children);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	maps_free(p->maps);
 	free(p);
+}
+
+int inj_process_maps(struct inj_process *p, const struct maps **ret)
+{
+	struct maps *m;
+	int r;
+
+	if (p->maps && p->maps_runs == inj_ptrace_runs()) {
+		*ret = p->maps;
+		return 0;
+	}
+	r = maps_read(p->pid, &m);
+	if (r < 0)
+		return r;
+	maps_free(p->maps);
+	p->maps = m;
+	p->maps_runs = inj_ptrace_runs();
+	*ret = m;
+	return 0;
 }
 
 static int queue_child(struct inj_process *p, pid_t child, pid_t parent_tid, int event)
@@ -440,6 +461,8 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t)
 	}
 	p->mem_fd_write_denied = false;
 	p->syscall_insn = 0;
+	maps_free(p->maps);
+	p->maps = NULL;
 }
 
 bool inj_thread_claim_parked_stop(struct inj_thread *t)

@@ -59,6 +59,7 @@ struct inj_stop {
 int inj_stop_decode(pid_t tid, int status, struct inj_stop *ret);
 
 struct inj_process;
+struct maps;
 
 struct inj_thread {
 	struct inj_process *proc;
@@ -111,6 +112,8 @@ struct inj_process {
 	    *children; /* new processes seen during stop/seize, for the caller to take */
 	size_t nchildren;
 	size_t children_cap;
+	struct maps *maps;  /* the last /proc/PID/maps read (inj_process_maps()), or NULL */
+	uint64_t maps_runs; /* inj_ptrace_runs() when it was read */
 };
 
 /*
@@ -131,6 +134,15 @@ int inj_process_adopt(pid_t pid, const struct inj_settings *settings, enum inj_s
 
 /* Frees the object; does not touch the target. Accepts NULL. */
 void inj_process_free(struct inj_process *p);
+
+/*
+ * The target's /proc/PID/maps, read at most once while nothing could change
+ * it: every thread stopped, and no tracee let run since (inj_ptrace_runs();
+ * a remote syscall or call runs one). Needs every thread stopped (a running
+ * thread could change the mappings unseen). *ret stays valid until the next
+ * call that rereads, or the process is freed. 0, -ESRCH, -errno.
+ */
+int inj_process_maps(struct inj_process *p, const struct maps **ret);
 
 struct inj_thread *inj_process_thread(struct inj_process *p, pid_t tid);
 /* Adds a thread we trace (e.g. from PTRACE_EVENT_CLONE) in the given state. 0 or -ENOMEM. */

@@ -17,6 +17,14 @@ int inj_ptrace_peek(pid_t tid, uint64_t addr, uint64_t *ret_word);
 int inj_ptrace_getregs(pid_t tid, struct user_regs_struct *ret_regs);
 int inj_ptrace_setregs(pid_t tid, const struct user_regs_struct *regs);
 
+/*
+ * How many requests so far let a tracee run (CONT, SYSCALL, SINGLESTEP,
+ * LISTEN, DETACH), for all tracees together. With every thread of a target
+ * stopped, only these can change its address space or its registers: a
+ * fact learnt about a stopped target stays true while this count does.
+ */
+uint64_t inj_ptrace_runs(void);
+
 /* A readable name of a ptrace request, for logs. */
 const char *inj_ptrace_request_name(int request);
 
