@@ -157,6 +157,8 @@ static void target_release(struct target *tg)
 		}
 		tg->rel = NULL;
 	}
+	inj_unwinder_free(tg->unwinder);
+	tg->unwinder = NULL;
 	inj_process_free(tg->proc);
 	tg->proc = NULL;
 	inj_region_free(tg->region);
@@ -694,6 +696,8 @@ static void target_exec(struct target *tg, struct inj_thread *t)
 	int r;
 
 	inj_process_exec_reset(tg->proc, t);
+	inj_unwinder_free(tg->unwinder);
+	tg->unwinder = NULL;
 	inj_region_free(tg->region);
 	tg->region = NULL;
 	tg->mm_owner = NULL;
@@ -827,6 +831,43 @@ static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
 	return 0;
 }
 
+/*
+ * The target's unwinder, kept from one walk to the next, told what lies
+ * where in this stop: the region's code is the same wherever it lies, as
+ * long as the relocation is the same one.
+ */
+static int target_unwinder(struct target *tg, struct inj_unwinder **ret)
+{
+	struct inj_region *reg = tg->region;
+	struct inj_unwind_area area = {reg->base, reg->base + reg->size, reg->base};
+	const struct maps *m;
+	int r;
+
+	if (tg->unwinder && tg->unwinder_rel != tg->rel) {
+		inj_unwinder_free(tg->unwinder);
+		tg->unwinder = NULL;
+	}
+	if (!tg->unwinder) {
+		r = inj_unwinder_new(tg->proc, &tg->unwinder);
+		if (r < 0)
+			return r;
+		r = inj_unwinder_set_translate(tg->unwinder, translate_copy, tg);
+		if (r < 0) {
+			inj_unwinder_free(tg->unwinder);
+			tg->unwinder = NULL;
+			return r;
+		}
+		tg->unwinder_rel = tg->rel;
+	}
+	r = inj_process_maps(tg->proc, &m);
+	if (r == 0)
+		r = inj_unwinder_sync(tg->unwinder, m, &area, 1);
+	if (r < 0)
+		return r;
+	*ret = tg->unwinder;
+	return 0;
+}
+
 int target_region_returns(struct target *tg, struct target_return **ret, size_t *ret_n,
 			  size_t *ret_incomplete)
 {
@@ -841,10 +882,7 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 	*ret_incomplete = 0;
 	if (!frames)
 		return -ENOMEM;
-	r = inj_unwinder_new(tg->proc, &u);
-	if (r < 0)
-		return r;
-	r = inj_unwinder_set_translate(u, translate_copy, tg);
+	r = target_unwinder(tg, &u);
 	for (size_t i = 0; r == 0 && i < tg->proc->nthreads; i++) {
 		struct inj_thread *t = tg->proc->threads[i];
 		enum inj_stack_end end;
@@ -875,7 +913,6 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 			v[n++] = (struct target_return){t->tid, frames[k].ra_slot, ip};
 		}
 	}
-	inj_unwinder_free(u);
 	if (r < 0) {
 		free(v);
 		return r;

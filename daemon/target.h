@@ -13,6 +13,7 @@
 
 struct relocation;
 struct profile;
+struct inj_unwinder;
 struct event;
 
 struct supervisor;
@@ -44,6 +45,8 @@ struct target {
 	uint8_t entry_byte;	     /* the byte the int3 replaced */
 	char perf_map[64];	     /* the perf map written for the copies, "" if none */
 	struct guard guard;	     /* the seccomp filters that trap requests for the region */
+	struct inj_unwinder *unwinder;	       /* kept for the walks of target_region_returns() */
+	const struct relocation *unwinder_rel; /* the relocation whose copies it translates */
 	bool perf_map_stale; /* the region moved: the perf map is rewritten after the resume */
 
 	/* Statistics. */
