@@ -225,12 +225,13 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 	const struct optd_options *opt = tg->sv->opt;
 	struct inj_region *reg = tg->region;
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
-	_cleanup_(maps_freep) struct maps *m = NULL;
+	const struct maps *m = NULL;
 	_cleanup_(rangeset_free) struct rangeset all = RANGESET_INIT;
 	struct inj_place_policy policy = {
 	    .heap_reserve = opt->heap_reserve,
 	    .stack_guard_gap = STACK_GUARD_GAP,
 	    .gap = PAGE,
+	    .start_brk = tg->guard.start_brk,
 	};
 	uint64_t lo = 0, hi = 0;
 	uint64_t align = reg->size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : PAGE;
@@ -239,7 +240,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 
 	if (!t)
 		return -ESRCH;
-	r = maps_read(tg->pid, &m);
+	r = inj_process_maps(tg->proc, &m);
 	if (r < 0)
 		return r;
 	if (!tg->rel || relocate_reach(tg->rel, reg->base, reg->base + reg->size, &lo, &hi) < 0) {
@@ -275,12 +276,12 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 static int remap_pages(struct target *tg, uint64_t old, uint64_t size, int64_t delta)
 {
 	struct inj_thread *t = inj_process_pick_thread(tg->proc);
-	_cleanup_(maps_freep) struct maps *m = NULL;
+	const struct maps *m = NULL;
 	int r;
 
 	if (!t)
 		return -ESRCH;
-	r = maps_read(tg->pid, &m);
+	r = inj_process_maps(tg->proc, &m);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < m->n; i++) {
@@ -315,6 +316,7 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 	uint64_t old = reg->base, size = reg->size, addr = 0;
 	_cleanup_free_ struct target_return *ras = NULL;
 	size_t n_ras = 0, incomplete = 0;
+	uint64_t t0 = now_us(), t_walk, t_place, t_remap;
 	int64_t delta;
 	int r;
 
@@ -331,16 +333,19 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			    "moved: a return into the old place may remain",
 			    tg->pid, incomplete);
 	}
+	t_walk = now_us();
 	/* Inside the newest window if there is room, so that no new filter is needed. */
 	r = g->n_windows ? choose_place(tg, avoid, &g->windows[g->n_windows - 1], &addr) : -ENOSPC;
 	if (r == -ENOSPC)
 		r = choose_place(tg, avoid, NULL, &addr);
 	if (r < 0)
 		return r;
+	t_place = now_us();
 	delta = (int64_t)(addr - old);
 	r = remap_pages(tg, old, size, delta);
 	if (r < 0)
 		return r;
+	t_remap = now_us();
 	reg->base = addr;
 	reg->hdr.base = addr;
 	reg->hdr.generation++;
@@ -378,8 +383,11 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 			 tg->pid, strerror(-r));
 	tg->sv->gstats.moves++;
 	target_region_moved(tg);
-	log_debug("%d: region moved %#" PRIx64 " -> %#" PRIx64 " (%zu return addresses)", tg->pid,
-		  old, addr, n_ras);
+	log_debug("%d: region moved %#" PRIx64 " -> %#" PRIx64
+		  " (%zu return addresses; µs: walk %" PRIu64 ", place %" PRIu64 ", remap %" PRIu64
+		  ", fix-ups %" PRIu64 ")",
+		  tg->pid, old, addr, n_ras, t_walk - t0, t_place - t_walk, t_remap - t_place,
+		  now_us() - t_remap);
 	return 0;
 }
 
@@ -518,7 +526,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	struct inj_region *reg = tg->region;
 	struct inj_request req;
 	struct range area;
-	uint64_t t0 = now_us();
+	uint64_t t0 = now_us(), t_stopped, t_moved;
 	bool stack = false;
 	int r;
 
@@ -539,6 +547,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	}
 
 	r = inj_process_stop(tg->proc);
+	t_stopped = now_us();
 	if (r == 0 && stack) {
 		_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
 		r = rangeset_add(&avoid, area.start, area.end);
@@ -559,8 +568,12 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	if (r < 0)
 		log_error("%d: cannot move optd's pages out of the way of the target's request: %s",
 			  tg->pid, strerror(-r));
-	note_latency(s, now_us() - t0);
+	t_moved = now_us();
+	note_latency(s, t_moved - t0);
 	(void)inj_process_resume(tg->proc);
+	log_debug("%d: collision handled in %" PRIu64 " µs: stop %" PRIu64 ", move %" PRIu64
+		  ", resume %" PRIu64,
+		  tg->pid, now_us() - t0, t_stopped - t0, t_moved - t_stopped, now_us() - t_moved);
 	target_after_move(tg);
 	return true;
 }

@@ -34,6 +34,16 @@ static uint64_t read_u64_file(const char *path, uint64_t fallback)
 	return v;
 }
 
+/* vm.mmap_min_addr, read once: a sysctl that is set at boot. */
+static uint64_t mmap_min_addr(void)
+{
+	static uint64_t v;
+
+	if (!v)
+		v = read_u64_file("/proc/sys/vm/mmap_min_addr", 65536) ?: 4096;
+	return v;
+}
+
 int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t near_start,
 			  uint64_t near_end, uint64_t size, uint64_t align,
 			  const struct inj_place_policy *policy, uint64_t *ret_addr)
@@ -52,10 +62,13 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 	long brk_now = 0;
 	int r;
 
-	r = inj_syscall(t, SYS_brk, &brk_now, 0);
-	if (r < 0)
-		return r;
-	req.brk = brk_now > 0 ? (uint64_t)brk_now : 0;
+	req.brk = place_break(m, policy->start_brk);
+	if (!req.brk) {
+		r = inj_syscall(t, SYS_brk, &brk_now, 0);
+		if (r < 0)
+			return r;
+		req.brk = brk_now > 0 ? (uint64_t)brk_now : 0;
+	}
 
 	if (stack) {
 		req.stack_top = stack->end;
@@ -66,7 +79,7 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 			lim = rl.rlim_cur;
 		req.stack_reserve = lim + policy->stack_guard_gap;
 	}
-	req.mmap_min_addr = read_u64_file("/proc/sys/vm/mmap_min_addr", 65536);
+	req.mmap_min_addr = mmap_min_addr();
 	return place_find(m, &req, ret_addr);
 }
 

@@ -18,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -44,6 +45,7 @@
 #include "log.h"
 #include "maps.h"
 #include "mem.h"
+#include "place.h"
 #include "process.h"
 #include "ptrace.h"
 #include "region.h"
@@ -1982,6 +1984,57 @@ START_TEST(test_region)
 }
 END_TEST
 
+/*
+ * ---- 11b. the break, from the maps alone ----
+ * place_break() against the kernel's own answer (a remote brk(0)), with the
+ * heap as the child left it, grown to a break inside a page, and empty. The
+ * heap's bytes are put back before the child runs again.
+ */
+START_TEST(test_break)
+{
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+	uint64_t start_brk;
+	unsigned char *heap;
+	long orig = 0, res = 0;
+
+	c = spawn(child_read);
+	expect_ready(c);
+	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
+	d.p = seize_stopped(c->pid);
+	t = d.p->threads[0];
+	start_brk = stat_field(c->pid, 47);
+	ck_assert_int_eq(inj_syscall(t, SYS_brk, &orig, 0), 0);
+	ck_assert_uint_ge((uint64_t)orig, start_brk);
+	heap = malloc((uint64_t)orig - start_brk + 1);
+	ck_assert_ptr_nonnull(heap);
+	ck_assert_int_eq(inj_mem_read(d.p, start_brk, heap, (uint64_t)orig - start_brk), 0);
+
+	const uint64_t breaks[] = {(uint64_t)orig, (uint64_t)orig + 3 * PG + 100, start_brk,
+				   start_brk + 1, (uint64_t)orig};
+	for (size_t i = 0; i < ARRAY_SIZE(breaks); i++) {
+		struct maps *m;
+
+		ck_assert_int_eq(inj_syscall(t, SYS_brk, &res, (long)breaks[i]), 0);
+		ck_assert_int_eq(res, (long)breaks[i]);
+		m = maps_of(c->pid);
+		ck_assert_msg(place_break(m, start_brk) == ALIGN_UP(breaks[i], PG),
+			      "break %#" PRIx64 ": the maps say %#" PRIx64, breaks[i],
+			      place_break(m, start_brk));
+		if (breaks[i] == start_brk)
+			ck_assert_ptr_null(maps_find_kind(m, MAPS_HEAP));
+		maps_free(m);
+	}
+	ck_assert_int_eq(inj_mem_write(d.p, start_brk, heap, (uint64_t)orig - start_brk, NULL), 0);
+	free(heap);
+
+	ck_assert_int_eq(inj_process_resume(d.p), 0);
+	send(c, "later");
+	assert_exit0(finish(&d));
+}
+END_TEST
+
 /* ---- 12. a target killed under us ---- */
 
 enum kill_case {
@@ -2223,6 +2276,7 @@ static Suite *remote_suite(void)
 	tcase_add_test(mem, test_mem_unmapped);
 
 	tcase_add_loop_test(region, test_region, 0, 2);
+	tcase_add_test(region, test_break);
 
 	tcase_add_loop_test(death, test_killed, 0, 2 * KILL_CASES);
 
