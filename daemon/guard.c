@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "guard.h"
 #include "log.h"
@@ -165,7 +167,22 @@ static int guard_window(struct target *tg)
 	w.start = w.start > margin ? w.start - margin : PAGE;
 	w.end = ALIGN_UP(reg->base + reg->size, WINDOW_ALIGN) + margin;
 	w.brk_start = g->start_brk;
+	w.tag = g->tag;
 	return install_filter(tg, &w);
+}
+
+/*
+ * The tag of the process's filters: 62 random bits, each 32-bit half below
+ * 2^31 (constants the kernel translates to one instruction) and odd (never
+ * a page-aligned offset).
+ */
+static uint64_t new_tag(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = now_us() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+	return (v & 0x7fffffff7fffffffULL) | 1;
 }
 
 int guard_install(struct target *tg)
@@ -184,9 +201,12 @@ int guard_install(struct target *tg)
 		g->active = true;
 		return 0;
 	}
+	if (!g->tag)
+		g->tag = new_tag();
 	r = guard_window(tg);
 	if (r < 0)
 		return r;
+	tg->proc->syscall_tag = g->tag;
 	g->active = true;
 	return 0;
 }
@@ -206,6 +226,8 @@ int guard_inherit(struct target *child, const struct target *parent)
 	}
 	if (g->syscall_mode)
 		child->proc->resume_with_syscall = true;
+	if (g->n_windows)
+		child->proc->syscall_tag = g->tag;
 	return 0;
 }
 
@@ -406,9 +428,10 @@ static void note_latency(struct guard_stats *s, uint64_t us)
 	s->latency_us[s->n_latency++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 }
 
+/* A stop of optd's filter (not one of the target's own), or a syscall entry with --no-seccomp. */
 static bool at_request_stop(const struct target *tg, const struct inj_thread *t)
 {
-	return t->stop == INJ_STOP_SECCOMP ||
+	return (t->stop == INJ_STOP_SECCOMP && !inj_thread_at_foreign_seccomp(t)) ||
 	       (tg->guard.syscall_mode && t->stop == INJ_STOP_SYSCALL_ENTRY);
 }
 

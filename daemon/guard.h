@@ -28,6 +28,8 @@ struct guard {
 	size_t n_windows;
 	size_t filter_insns; /* their total length, which the kernel caps per process */
 	uint64_t start_brk;
+	uint64_t
+	    tag; /* optd's remote syscalls carry it past the filters (seccomp.h); 0 = none yet */
 };
 
 /* What the guard did, over every process of the session. */

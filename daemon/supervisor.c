@@ -32,6 +32,7 @@
 #include "ptrace.h"
 #include "stack.h"
 #include "relocate.h"
+#include "seccomp.h"
 #include "region.h"
 #include "stats.h"
 #include "supervisor.h"
@@ -1190,7 +1191,8 @@ static unsigned long ptrace_options(bool exitkill)
 static int attach_main(struct supervisor *sv)
 {
 	const struct optd_options *opt = sv->opt;
-	struct inj_settings settings = {.options = ptrace_options(false)};
+	struct inj_settings settings = {.options = ptrace_options(false),
+					.seccomp_data = INJ_SECCOMP_DATA};
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	pid_t pid;
@@ -1266,7 +1268,8 @@ static int attach_main(struct supervisor *sv)
 static int run_main(struct supervisor *sv)
 {
 	const struct optd_options *opt = sv->opt;
-	struct inj_settings settings = {.options = ptrace_options(true)};
+	struct inj_settings settings = {.options = ptrace_options(true),
+					.seccomp_data = INJ_SECCOMP_DATA};
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	struct launch l;

@@ -276,6 +276,7 @@ int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
 	t->new_thread = false;
 	t->stop = st->kind;
 	t->event = st->event;
+	t->seccomp_data = st->kind == INJ_STOP_SECCOMP ? st->msg : 0;
 	switch (st->kind) {
 	case INJ_STOP_SIGNAL:
 		t->sig = st->sig;
@@ -642,6 +643,33 @@ static int thread_retrap_group(struct inj_thread *t)
 	return st.kind == INJ_GONE ? -ESRCH : 0;
 }
 
+bool inj_thread_at_foreign_seccomp(const struct inj_thread *t)
+{
+	unsigned long mine = t->proc->settings.seccomp_data;
+
+	return t->stop == INJ_STOP_SECCOMP && mine && t->seccomp_data != mine;
+}
+
+/*
+ * What the kernel does with a SECCOMP_RET_TRACE that no tracer listens for:
+ * the syscall does not run and returns -ENOSYS. At the stop, a syscall
+ * number of -1 makes the kernel skip it, returning whatever rax holds.
+ */
+static int fail_foreign_seccomp(struct inj_thread *t)
+{
+	struct user_regs_struct regs;
+	int r;
+
+	if (!inj_thread_at_foreign_seccomp(t))
+		return 0;
+	r = inj_ptrace_getregs(t->tid, &regs);
+	if (r < 0)
+		return r;
+	regs.orig_rax = (uint64_t)-1;
+	regs.rax = (uint64_t)-ENOSYS;
+	return inj_ptrace_setregs(t->tid, &regs);
+}
+
 int inj_thread_resume(struct inj_thread *t)
 {
 	int req = t->proc->resume_with_syscall ? PTRACE_SYSCALL : PTRACE_CONT;
@@ -665,6 +693,11 @@ int inj_thread_resume(struct inj_thread *t)
 	switch (t->stop) {
 	case INJ_STOP_GROUP:
 		req = PTRACE_LISTEN;
+		break;
+	case INJ_STOP_SECCOMP:
+		r = fail_foreign_seccomp(t);
+		if (r < 0)
+			return r;
 		break;
 	case INJ_STOP_SIGNAL:
 		sig = (uint64_t)t->sig;
@@ -721,6 +754,7 @@ int inj_process_detach(struct inj_process *p)
 				(void)inj_ptrace(PTRACE_SETSIGINFO, t->tid, 0,
 						 (uint64_t)(uintptr_t)&t->siginfo);
 		}
+		(void)fail_foreign_seccomp(t);
 		/* A group-stop in effect is reinstated by the kernel at detach (__ptrace_unlink).
 		 */
 		pr = inj_ptrace(PTRACE_DETACH, t->tid, 0, sig);

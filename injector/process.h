@@ -68,7 +68,8 @@ struct inj_thread {
 	int sig;	   /* INJ_STOP_SIGNAL: signal to deliver at resume, 0 = none */
 	bool have_siginfo; /* siginfo holds the original siginfo of sig */
 	siginfo_t siginfo;
-	int event;	 /* INJ_STOP_EVENT */
+	int event;		    /* INJ_STOP_EVENT */
+	unsigned long seccomp_data; /* INJ_STOP_SECCOMP: the filter's SECCOMP_RET_DATA */
 	int group_sig;	 /* the group-stop signal when the thread must return to group-stop */
 	bool new_thread; /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
 	bool zombie;	 /* a thread-group leader that exited while others run: never traps */
@@ -84,6 +85,15 @@ struct inj_thread {
 /* How the process came to be traced. */
 struct inj_settings {
 	unsigned long options; /* PTRACE_O_* for PTRACE_SEIZE / PTRACE_SETOPTIONS */
+	/*
+	 * With PTRACE_O_TRACESECCOMP: the SECCOMP_RET_DATA of the tracer's own
+	 * filters. A seccomp stop with other data comes from a filter of the
+	 * process's own, whose SECCOMP_RET_TRACE, with no tracer listening,
+	 * fails the syscall with ENOSYS without running it (__seccomp_filter()):
+	 * resuming or detaching such a stop does that. 0: every seccomp stop is
+	 * the tracer's, and resuming it runs the syscall.
+	 */
+	unsigned long seccomp_data;
 };
 
 /* A child process announced by PTRACE_EVENT_FORK/VFORK (or a CLONE that made a process). */
@@ -114,6 +124,11 @@ struct inj_process {
 	size_t children_cap;
 	struct maps *maps;  /* the last /proc/PID/maps read (inj_process_maps()), or NULL */
 	uint64_t maps_runs; /* inj_ptrace_runs() when it was read */
+	/*
+	 * Nonzero: remote syscalls that a seccomp filter lets through when they
+	 * carry it (inj_seccomp_tagged()) get it in args[5], which they ignore.
+	 */
+	uint64_t syscall_tag;
 };
 
 /*
@@ -163,6 +178,12 @@ int inj_process_stop(struct inj_process *p);
 
 /* Resumes one stopped thread the way its stop requires. 0, -ESRCH, -errno. */
 int inj_thread_resume(struct inj_thread *t);
+
+/*
+ * t sits at a seccomp stop of a filter that is not the tracer's
+ * (inj_settings.seccomp_data): resuming it fails the syscall with ENOSYS.
+ */
+bool inj_thread_at_foreign_seccomp(const struct inj_thread *t);
 
 /* Resumes every stopped thread. Threads that vanished are dropped. 0 or -errno of the first real
  * failure. */

@@ -12,6 +12,7 @@
 #include "maps.h"
 #include "mem.h"
 #include "ptrace.h"
+#include "seccomp.h"
 #include "syscall.h"
 #include "util.h"
 
@@ -388,12 +389,17 @@ static int syscall_swapped(struct inj_thread *t, long nr, const long args[6], lo
 	return r ?: r2;
 }
 
-int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long args[6])
+int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long args_in[6])
 {
 	bool auto_prepared = false;
 	uint64_t addr = 0;
-	long result = 0;
+	long result = 0, args[6];
 	int r, r2;
+
+	memcpy(args, args_in, sizeof(args));
+	/* Through optd's own filter without a stop of its own: the tag is ignored by the kernel. */
+	if (t->proc->syscall_tag && !args[5] && inj_seccomp_tagged(nr))
+		args[5] = (long)t->proc->syscall_tag;
 
 	if (!t->prepared) {
 		r = inj_thread_prepare(t);

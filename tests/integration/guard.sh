@@ -11,8 +11,10 @@
 # native run's, and the statistics must show the collision
 # (collisions.<kind>, collisions.total, traps.colliding, region.moves all at
 # least 1). Requests that fail natively for their own reasons (`fails`) must
-# fail the same way; they need not count as collisions. One kind runs again
-# with --no-seccomp (`noseccomp`). A C++ program's heap grows into the
+# fail the same way; they need not count as collisions. A program with a
+# SECCOMP_RET_TRACE filter of its own (`ownfilter`) sees the syscalls it
+# traces fail with ENOSYS, as with no tracer, even the one aimed at the
+# region. One kind runs again with --no-seccomp (`noseccomp`). A C++ program's heap grows into the
 # region after exceptions were thrown through relocated frames (`cxxthrow`).
 #
 # Everything runs under `setarch -R` (no address-space randomisation), so
@@ -44,7 +46,7 @@ setarch -R true 2>/dev/null || skip "setarch -R fails here: cannot turn address-
 
 COLLIDE=$TGT_DIR/collide
 ALL_KINDS=(mmap_fixed mmap_noreplace mmap_hint brk mremap_grow mremap_fixed mremap_dontunmap
-	munmap mprotect madvise shmat stack threads signal fork exec fails all noseccomp)
+	munmap mprotect madvise shmat stack threads signal fork exec fails ownfilter all noseccomp)
 read -r -a KINDS <<<"${GUARD_KINDS:-${ALL_KINDS[*]}}"
 : "${GUARD_TIMEOUT:=20}"
 
@@ -53,7 +55,7 @@ declare -A COLLISION=(
 	[mmap_fixed]=mmap [mmap_noreplace]=mmap [mmap_hint]=mmap [brk]=brk
 	[mremap_grow]=mremap [mremap_fixed]=mremap [mremap_dontunmap]=mremap
 	[munmap]=munmap [mprotect]=mprotect [madvise]=madvise [shmat]=shmat [stack]=stack
-	[threads]=mmap [signal]=mmap [fork]=mmap [exec]=mmap [fails]="" [all]=mmap
+	[threads]=mmap [signal]=mmap [fork]=mmap [exec]=mmap [fails]="" [ownfilter]=mmap [all]=mmap
 	[noseccomp]=mmap
 )
 # A line each native run must print: proof that ADDR was chosen so that the
@@ -76,6 +78,7 @@ declare -A NATIVE_SHOWS=(
 	[fork]='^fork parent: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[exec]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[fails]='^fails: shmat\(-1, \+0x0, 0\) = -1 EINVAL$'
+	[ownfilter]='^ownfilter: mmap\(\+0x0, 0x100000, r--, PRIVATE\|FIXED\|ANON\) = -1 ENOSYS$'
 	[all]='^== fork$'
 	[noseccomp]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 )
@@ -151,6 +154,13 @@ check_optd() {
 	at_least "$json" traps.colliding 1
 	at_least "$json" region.moves 1
 	case $kind in
+	ownfilter)
+		# The stops of the program's own filter are not optd's traps: as many as mmap_fixed's.
+		if [[ -s $T/mmap_fixed.json ]]; then
+			expect_eq "ownfilter: traps.total against mmap_fixed's" \
+				"$(json_get "$json" traps.total)" "$(json_get "$T/mmap_fixed.json" traps.total)"
+		fi
+		;;
 	threads) at_least "$json" threads 5 ;;
 	fork) at_least "$json" processes 2 ;;
 	exec) at_least "$json" exec_injections 1 ;;

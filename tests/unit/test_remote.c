@@ -1476,6 +1476,48 @@ START_TEST(test_seccomp_stop)
 }
 END_TEST
 
+/*
+ * A stop of a filter that is not the tracer's (other SECCOMP_RET_DATA) is
+ * resumed as without a tracer: the syscall fails with ENOSYS, unrun. _i: 0
+ * resumed, 1 detached at that stop.
+ */
+START_TEST(test_seccomp_foreign)
+{
+	struct inj_settings set = {.options = OPTIONS, .seccomp_data = DATA_WRITE};
+	unsigned long data = DATA_GETPPID;
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+	char out[64];
+	long r[3];
+	int st;
+
+	child_filter = true;
+	c = spawn(child_sys);
+	expect_ready(c);
+	ck_assert_int_eq(inj_process_seize(c->pid, &set, &d.p), 0);
+	track(d.p);
+	send(c, "g");
+	/* write's stop is the tracer's: it runs; getppid's is not. */
+	t = drive(&d, want_seccomp, &data, NULL);
+	ck_assert(inj_thread_at_foreign_seccomp(t));
+	ck_assert_int_eq((long)regs_of(t->tid).orig_rax, SYS_getppid);
+	if (_i == 0) {
+		assert_exit0(finish(&d));
+	} else {
+		ck_assert_int_eq(inj_process_stop(d.p), 0);
+		ck_assert_int_eq(inj_process_detach(d.p), 0);
+		untrack_free(d.p);
+		ck_assert_int_eq(waitpid(c->pid, &st, 0), c->pid);
+		assert_exit0(st);
+	}
+	get_report(c, r, sizeof(r));
+	ck_assert_int_eq(r[0], 5);
+	ck_assert_int_eq(r[1], -1);
+	ck_assert_uint_eq(read_all(c->out, out, sizeof(out)), 5);
+}
+END_TEST
+
 /* ---- 8. event stops ---- */
 
 static const struct event_case {
@@ -2266,6 +2308,7 @@ static Suite *remote_suite(void)
 	tcase_add_loop_test(stops, test_group_stop, 0, 2);
 	tcase_add_loop_test(stops, test_syscall_stop, 0, ARRAY_SIZE(syscall_cases));
 	tcase_add_loop_test(stops, test_seccomp_stop, 0, 4);
+	tcase_add_loop_test(stops, test_seccomp_foreign, 0, 2);
 	tcase_add_loop_test(stops, test_event_stop, 0, ARRAY_SIZE(event_cases));
 	tcase_add_loop_test(stops, test_swap_site, 0, 2);
 	tcase_add_loop_test(stops, test_sigtrap_kept, 0, 2);
