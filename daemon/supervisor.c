@@ -141,6 +141,8 @@ static int target_new(struct supervisor *sv, struct inj_process *proc, bool root
 	return 0;
 }
 
+static void write_stale_perf_map(struct target *tg);
+
 /* Drops the target's tracing state; the root's record stays for the statistics. */
 static void target_release(struct target *tg)
 {
@@ -149,6 +151,12 @@ static void target_release(struct target *tg)
 	if (tg->root && tg->region)
 		sv->last_region = *tg->region;
 	target_stop_profile(tg);
+	/* The map outlives the process: it names the copies where they ended. */
+	write_stale_perf_map(tg);
+	if (tg->perf_map_timer) {
+		event_free(tg->perf_map_timer);
+		tg->perf_map_timer = NULL;
+	}
 	if (tg->rel) {
 		if (tg->root) {
 			relocation_free(sv->root_rel);
@@ -215,6 +223,7 @@ static void target_forget_perf_map(struct target *tg)
 	if (tg->perf_map[0])
 		unlink(tg->perf_map);
 	tg->perf_map[0] = 0;
+	tg->perf_map_stale = false;
 }
 
 /*
@@ -325,12 +334,39 @@ void target_region_moved(struct target *tg)
 	tg->perf_map_stale = tg->perf_map[0] != 0;
 }
 
-void target_after_move(struct target *tg)
+static void write_stale_perf_map(struct target *tg)
 {
 	if (!tg->perf_map_stale)
 		return;
 	tg->perf_map_stale = false;
-	target_write_perf_map(tg);
+	if (tg->rel)
+		target_write_perf_map(tg);
+}
+
+static void on_perf_map_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	write_stale_perf_map(arg);
+}
+
+/*
+ * The perf map follows the region PERF_MAP_DELAY_MS after a move, so that
+ * a run of collisions rewrites it a few times a second at most, while the
+ * target does not wait (rewriting a file truncates and writes it).
+ */
+void target_after_move(struct target *tg)
+{
+	struct timeval tv = {0, PERF_MAP_DELAY_MS * 1000};
+
+	if (!tg->perf_map_stale)
+		return;
+	if (!tg->perf_map_timer)
+		tg->perf_map_timer = evtimer_new(tg->sv->base, on_perf_map_due, tg);
+	if (tg->perf_map_timer && evtimer_pending(tg->perf_map_timer, NULL))
+		return;
+	if (!tg->perf_map_timer || evtimer_add(tg->perf_map_timer, &tv) < 0)
+		write_stale_perf_map(tg);
 }
 
 static void report_inject_failure(struct target *tg, int r)

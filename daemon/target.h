@@ -47,7 +47,8 @@ struct target {
 	struct guard guard;	     /* the seccomp filters that trap requests for the region */
 	struct inj_unwinder *unwinder;	       /* kept for the walks of target_region_returns() */
 	const struct relocation *unwinder_rel; /* the relocation whose copies it translates */
-	bool perf_map_stale; /* the region moved: the perf map is rewritten after the resume */
+	bool perf_map_stale; /* the region moved: the perf map is rewritten (target_after_move()) */
+	struct event *perf_map_timer; /* when */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */
@@ -79,7 +80,9 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 
 /*
  * The region moved (the guard), with the world stopped: the statistics follow
- * it at once, the perf map in target_after_move(), once the target runs again.
+ * it at once, the perf map once the target runs again, PERF_MAP_DELAY_MS
+ * later (target_after_move()), and at the latest when the target is released.
  */
+#define PERF_MAP_DELAY_MS 100
 void target_region_moved(struct target *tg);
 void target_after_move(struct target *tg);
