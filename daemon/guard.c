@@ -371,7 +371,7 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 	reg->base = addr;
 	reg->hdr.base = addr;
 	reg->hdr.generation++;
-	r = inj_mem_write(tg->proc, addr, &reg->hdr, sizeof(reg->hdr), NULL);
+	r = inj_mem_write_ro(tg->proc, addr, &reg->hdr, sizeof(reg->hdr), NULL);
 	if (r < 0)
 		return r;
 	if (tg->rel) {

@@ -1004,7 +1004,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		}
 	}
 	/* The region is r-x: /proc/PID/mem writes through that, with every thread stopped. */
-	r = inj_mem_write(tg->proc, base, buf, used, NULL);
+	r = inj_mem_write_ro(tg->proc, base, buf, used, NULL);
 	if (r < 0)
 		return r;
 	if (rel->unwind.wanted) {
@@ -1096,7 +1096,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 	/* The header in the target says how much of the code area is used. */
 	reg->hdr.code_used = used;
 	reg->hdr.generation++;
-	r = inj_mem_write(tg->proc, reg->base, &reg->hdr, sizeof(reg->hdr), NULL);
+	r = inj_mem_write_ro(tg->proc, reg->base, &reg->hdr, sizeof(reg->hdr), NULL);
 	return r == -ESRCH ? r : 0;
 }
 
@@ -1427,7 +1427,7 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 	}
 	if (u->trap && moved_in(u->trap, old_start, old_end))
 		u->trap += (uint64_t)delta;
-	r = inj_mem_write(tg->proc, code, buf, used, NULL);
+	r = inj_mem_write_ro(tg->proc, code, buf, used, NULL);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < rel->n; i++) {

@@ -137,15 +137,17 @@ int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t ad
 	return -EINVAL;
 }
 
-int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
-		  enum inj_mem_path *ret_path)
+/* Writes through the paths from first on, each after the one before fails. */
+static int mem_write_from(struct inj_process *p, enum inj_mem_path first, uint64_t addr,
+			  const void *buf, size_t len, enum inj_mem_path *ret_path)
 {
 	enum inj_mem_path path = INJ_MEM_VM;
-	int r;
+	int r = -EFAULT;
 
 	if (!len)
 		return 0;
-	r = inj_mem_write_via(p, INJ_MEM_VM, addr, buf, len);
+	if (first == INJ_MEM_VM)
+		r = inj_mem_write_via(p, INJ_MEM_VM, addr, buf, len);
 	if (r == -EFAULT && !p->mem_fd_write_denied) {
 		path = INJ_MEM_PROC_MEM;
 		r = inj_mem_write_via(p, path, addr, buf, len);
@@ -175,4 +177,16 @@ int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t 
 	if (r == 0 && ret_path)
 		*ret_path = path;
 	return r;
+}
+
+int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		  enum inj_mem_path *ret_path)
+{
+	return mem_write_from(p, INJ_MEM_VM, addr, buf, len, ret_path);
+}
+
+int inj_mem_write_ro(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		     enum inj_mem_path *ret_path)
+{
+	return mem_write_from(p, INJ_MEM_PROC_MEM, addr, buf, len, ret_path);
 }

@@ -29,6 +29,14 @@ int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len);
 int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
 		  enum inj_mem_path *ret_path);
 
+/*
+ * Like inj_mem_write() for memory the target itself cannot write (code,
+ * optd's r-x region): /proc/PID/mem first, since process_vm_writev would
+ * refuse it, then POKEDATA. Writable memory is written all the same.
+ */
+int inj_mem_write_ro(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		     enum inj_mem_path *ret_path);
+
 /* Like inj_mem_write but only through the given path (tests, benchmarks). */
 int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t addr, const void *buf,
 		      size_t len);

@@ -108,7 +108,8 @@ int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t 
 			return -ESTALE;
 	}
 	for (; done < n; done++) {
-		r = inj_mem_write(proc, patches[done].addr, patches[done].jmp, INJ_PATCH_LEN, NULL);
+		r = inj_mem_write_ro(proc, patches[done].addr, patches[done].jmp, INJ_PATCH_LEN,
+				     NULL);
 		if (r < 0)
 			goto out_undo;
 		patches[done].applied = true;
@@ -117,8 +118,8 @@ int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t 
 
 out_undo:
 	while (done-- > 0) {
-		if (inj_mem_write(proc, patches[done].addr, patches[done].orig, INJ_PATCH_LEN,
-				  NULL) == 0)
+		if (inj_mem_write_ro(proc, patches[done].addr, patches[done].orig, INJ_PATCH_LEN,
+				     NULL) == 0)
 			patches[done].applied = false;
 	}
 	return r;
@@ -138,8 +139,8 @@ int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n
 		if (r == 0 && memcmp(cur, patches[k].jmp, sizeof(cur)) != 0)
 			r = -ESTALE; /* someone else rewrote it: not ours to restore */
 		if (r == 0)
-			r = inj_mem_write(proc, patches[k].addr, patches[k].orig, INJ_PATCH_LEN,
-					  NULL);
+			r = inj_mem_write_ro(proc, patches[k].addr, patches[k].orig, INJ_PATCH_LEN,
+					     NULL);
 		if (r == 0)
 			patches[k].applied = false;
 		else if (!first)
@@ -164,7 +165,7 @@ int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t t
 		return r;
 	if (memcmp(cur, p->jmp, sizeof(cur)) != 0)
 		return -ESTALE;
-	r = inj_mem_write(proc, p->addr, np.jmp, INJ_PATCH_LEN, NULL);
+	r = inj_mem_write_ro(proc, p->addr, np.jmp, INJ_PATCH_LEN, NULL);
 	if (r < 0)
 		return r;
 	np.applied = true;

@@ -1857,6 +1857,14 @@ START_TEST(test_mem_write_protected)
 	memcpy(model + AREA_RO * PG - 6, data, 13);
 	ck_assert_int_eq(inj_mem_read(d.p, base + AREA_RO * PG - 6, back, 13), 0);
 	ck_assert_mem_eq(back, data, 13);
+	/* inj_mem_write_ro: /proc/PID/mem from the start, read-only or not. */
+	ck_assert_int_eq(inj_mem_write_ro(d.p, base + AREA_RO * PG + 200, data + 1, 9, &path), 0);
+	ck_assert_int_eq(path, INJ_MEM_PROC_MEM);
+	memcpy(model + AREA_RO * PG + 200, data + 1, 9);
+	path = INJ_MEM_VM;
+	ck_assert_int_eq(inj_mem_write_ro(d.p, base + AREA_RO * PG - 40, data + 2, 5, &path), 0);
+	ck_assert_int_eq(path, INJ_MEM_PROC_MEM);
+	memcpy(model + AREA_RO * PG - 40, data + 2, 5);
 	/* r-x code. */
 	ck_assert_int_eq(inj_mem_write(d.p, (uint64_t)(uintptr_t)test_remote_patch_me, patch,
 				       sizeof(patch), &path),
