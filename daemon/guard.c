@@ -383,7 +383,7 @@ static int move_region(struct target *tg, const struct rangeset *avoid)
 		struct inj_thread *t = tg->proc->threads[i];
 		struct user_regs_struct regs;
 
-		if (t->zombie || inj_ptrace_getregs(t->tid, &regs) < 0)
+		if (t->zombie || inj_thread_getregs(t, &regs) < 0)
 			continue;
 		if (regs.rip < old || regs.rip >= old + size)
 			continue;

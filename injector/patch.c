@@ -60,7 +60,7 @@ int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *pa
 			continue;
 		if (t->stop == INJ_RUNNING)
 			return -EBUSY; /* the contract: every thread stopped */
-		r = inj_ptrace_getregs(t->tid, &regs);
+		r = inj_thread_getregs(t, &regs);
 		if (r < 0)
 			return r;
 		ips[nips] = regs.rip;

@@ -643,6 +643,35 @@ static int thread_retrap_group(struct inj_thread *t)
 	return st.kind == INJ_GONE ? -ESRCH : 0;
 }
 
+int inj_thread_getregs(struct inj_thread *t, struct user_regs_struct *ret)
+{
+	int r;
+
+	if (t->regs_cached && t->regs_stamp == inj_ptrace_regs_stamp(t->tid)) {
+		*ret = t->regs;
+		return 0;
+	}
+	r = inj_ptrace_getregs(t->tid, &t->regs);
+	t->regs_cached = r == 0;
+	if (r < 0)
+		return r;
+	t->regs_stamp = inj_ptrace_regs_stamp(t->tid);
+	*ret = t->regs;
+	return 0;
+}
+
+int inj_thread_setregs(struct inj_thread *t, const struct user_regs_struct *regs)
+{
+	int r = inj_ptrace_setregs(t->tid, regs);
+
+	t->regs_cached = r == 0;
+	if (r < 0)
+		return r;
+	t->regs = *regs;
+	t->regs_stamp = inj_ptrace_regs_stamp(t->tid);
+	return 0;
+}
+
 bool inj_thread_at_foreign_seccomp(const struct inj_thread *t)
 {
 	unsigned long mine = t->proc->settings.seccomp_data;
@@ -662,12 +691,12 @@ static int fail_foreign_seccomp(struct inj_thread *t)
 
 	if (!inj_thread_at_foreign_seccomp(t))
 		return 0;
-	r = inj_ptrace_getregs(t->tid, &regs);
+	r = inj_thread_getregs(t, &regs);
 	if (r < 0)
 		return r;
 	regs.orig_rax = (uint64_t)-1;
 	regs.rax = (uint64_t)-ENOSYS;
-	return inj_ptrace_setregs(t->tid, &regs);
+	return inj_thread_setregs(t, &regs);
 }
 
 int inj_thread_resume(struct inj_thread *t)

@@ -74,6 +74,11 @@ struct inj_thread {
 	bool new_thread; /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
 	bool zombie;	 /* a thread-group leader that exited while others run: never traps */
 
+	/* The registers last read or set, valid while regs_stamp is inj_ptrace_regs_stamp(). */
+	bool regs_cached;
+	uint64_t regs_stamp;
+	struct user_regs_struct regs;
+
 	/* Remote-call state (see syscall.h). */
 	bool prepared;
 	bool borrowed_entry; /* prepared at a syscall-entry or seccomp stop */
@@ -178,6 +183,15 @@ int inj_process_stop(struct inj_process *p);
 
 /* Resumes one stopped thread the way its stop requires. 0, -ESRCH, -errno. */
 int inj_thread_resume(struct inj_thread *t);
+
+/*
+ * The registers of stopped thread t: PTRACE_GETREGS once, then the same
+ * answer while t neither runs nor has its registers set (by anyone, through
+ * injector/ptrace.c). 0, -ESRCH, -errno.
+ */
+int inj_thread_getregs(struct inj_thread *t, struct user_regs_struct *ret);
+/* PTRACE_SETREGS, remembered for inj_thread_getregs(). 0, -ESRCH, -errno. */
+int inj_thread_setregs(struct inj_thread *t, const struct user_regs_struct *regs);
 
 /*
  * t sits at a seccomp stop of a filter that is not the tracer's

@@ -25,6 +25,15 @@ int inj_ptrace_setregs(pid_t tid, const struct user_regs_struct *regs);
  */
 uint64_t inj_ptrace_runs(void);
 
+/*
+ * A value that changes whenever a request may have changed tid's registers:
+ * it ran (as counted above) or they were set. Registers read while a thread
+ * is stopped stay true while this stays the same (inj_thread_getregs()).
+ * Threads share values now and then, which only makes them change more
+ * often.
+ */
+uint64_t inj_ptrace_regs_stamp(pid_t tid);
+
 /* A readable name of a ptrace request, for logs. */
 const char *inj_ptrace_request_name(int request);
 

@@ -755,7 +755,7 @@ int inj_stack_walk(struct inj_unwinder *u, struct inj_thread *t, struct inj_fram
 	if (t->prepared) {
 		w.regs = t->saved_regs;
 	} else {
-		r = inj_ptrace_getregs(t->tid, &w.regs);
+		r = inj_thread_getregs(t, &w.regs);
 		if (r < 0)
 			return r;
 	}

@@ -184,7 +184,7 @@ int inj_thread_prepare(struct inj_thread *t)
 		if (r < 0)
 			return r;
 	}
-	r = inj_ptrace_getregs(t->tid, &t->saved_regs);
+	r = inj_thread_getregs(t, &t->saved_regs);
 	if (r < 0)
 		return r;
 	if (t->stop == INJ_STOP_SIGNAL && t->sig && !t->have_siginfo) {
@@ -219,7 +219,7 @@ int inj_thread_cure(struct inj_thread *t)
 		regs.rip -= SYSCALL_INSN_LEN;
 		regs.rax = regs.orig_rax;
 	}
-	r = inj_ptrace_setregs(t->tid, &regs);
+	r = inj_thread_setregs(t, &regs);
 	pr = inj_ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t),
 			(uint64_t)(uintptr_t)&t->saved_sigmask);
 	r2 = pr < 0 ? (int)pr : 0;

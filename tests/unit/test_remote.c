@@ -2035,6 +2035,54 @@ START_TEST(test_region)
 END_TEST
 
 /*
+ * ---- 11a. registers, read once per stop ----
+ * inj_thread_getregs() answers from what it read until the thread runs or
+ * anyone sets its registers, through the cache or not.
+ */
+START_TEST(test_regs_cache)
+{
+	struct user_regs_struct a, b, raw;
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+
+	c = spawn(child_read);
+	expect_ready(c);
+	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
+	d.p = seize_stopped(c->pid);
+	t = d.p->threads[0];
+	ck_assert_int_eq(inj_thread_getregs(t, &a), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&a, &raw, sizeof(raw));
+	ck_assert_mem_eq(&b, &raw, sizeof(raw));
+
+	/* Set behind the cache's back: read again. */
+	raw.r12 ^= 0x5a5a;
+	ck_assert_int_eq(inj_ptrace_setregs(t->tid, &raw), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	ck_assert_uint_eq(b.r12, a.r12 ^ 0x5a5a);
+	/* Set through it: remembered, and what the kernel holds. */
+	ck_assert_int_eq(inj_thread_setregs(t, &a), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	ck_assert_mem_eq(&b, &a, sizeof(a));
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&raw, &a, sizeof(a));
+
+	/* A remote syscall runs the thread: the registers after it are its own again. */
+	long res = 0;
+	ck_assert_int_eq(inj_syscall(t, SYS_getpid, &res, 0), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&b, &raw, sizeof(raw));
+
+	ck_assert_int_eq(inj_process_resume(d.p), 0);
+	send(c, "later");
+	assert_exit0(finish(&d));
+}
+END_TEST
+
+/*
  * ---- 11b. the break, from the maps alone ----
  * place_break() against the kernel's own answer (a remote brk(0)), with the
  * heap as the child left it, grown to a break inside a page, and empty. The
@@ -2328,6 +2376,7 @@ static Suite *remote_suite(void)
 
 	tcase_add_loop_test(region, test_region, 0, 2);
 	tcase_add_test(region, test_break);
+	tcase_add_test(region, test_regs_cache);
 
 	tcase_add_loop_test(death, test_killed, 0, 2 * KILL_CASES);
 
