@@ -837,16 +837,27 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
 	struct supervisor *sv = arg;
+	sigset_t chld, saved;
 	int status;
 	pid_t w;
 
 	(void)fd;
 	(void)what;
+	/*
+	 * Handling one stop can stop, step and resume every thread: each of
+	 * those stops would interrupt optd with a SIGCHLD (a handler, a write
+	 * to libevent's pipe, a sigreturn) while it waits for them by tid.
+	 * Held here, they come as one afterwards, and this loop takes them.
+	 */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &saved);
 	while ((w = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
 		dispatch(sv, w, status);
 		if (sv->done)
 			break;
 	}
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (sv->done)
 		event_base_loopbreak(sv->base);
 }
