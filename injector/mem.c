@@ -123,6 +123,43 @@ int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len)
 	return proc_mem_rw(p, false, addr, buf, len);
 }
 
+/* Ranges per process_vm_readv: well under IOV_MAX, on the stack. */
+#define READ_BATCH 256
+
+int inj_mem_read_many(struct inj_process *p, const uint64_t *addrs, size_t len, void *buf, size_t n)
+{
+	size_t done = 0;
+
+	if (!len)
+		return 0;
+	while (done < n) {
+		struct iovec local[READ_BATCH], remote[READ_BATCH];
+		size_t k = n - done < READ_BATCH ? n - done : READ_BATCH, whole;
+		ssize_t got;
+		int r;
+
+		for (size_t i = 0; i < k; i++) {
+			local[i] = (struct iovec){(char *)buf + (done + i) * len, len};
+			remote[i] = (struct iovec){(void *)(uintptr_t)addrs[done + i], len};
+		}
+		got = process_vm_readv(p->pid, local, k, remote, k, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && errno == ESRCH)
+			return -ESRCH;
+		/* It stops at the first range it cannot read, never inside one. */
+		whole = got > 0 ? (size_t)got / len : 0;
+		done += whole;
+		if (whole == k)
+			continue;
+		r = inj_mem_read(p, addrs[done], (char *)buf + done * len, len);
+		if (r < 0)
+			return r;
+		done++;
+	}
+	return 0;
+}
+
 int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t addr, const void *buf,
 		      size_t len)
 {

@@ -23,6 +23,14 @@ enum inj_mem_path {
 int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len);
 
 /*
+ * Reads n ranges of len bytes each, at addrs[i], into buf (n * len bytes,
+ * in order): as many at a time as one process_vm_readv takes, each one
+ * that it cannot read through inj_mem_read(). 0, -EFAULT, -ESRCH, -errno.
+ */
+int inj_mem_read_many(struct inj_process *p, const uint64_t *addrs, size_t len, void *buf,
+		      size_t n);
+
+/*
  * Writes len bytes. 0, -EFAULT, -ESRCH, -errno. *ret_path (may be NULL) says
  * which path succeeded. A stopped thread is needed only for the POKEDATA path.
  */

@@ -90,6 +90,28 @@ int inj_patch_check_threads(struct inj_process *proc, const struct inj_patch *pa
 	return nbusy;
 }
 
+/*
+ * The current bytes at n patch sites (patches[k], or *pp[k] when pp is
+ * given), read together, in *ret (malloc'd, n * INJ_PATCH_LEN bytes).
+ */
+static int read_sites(struct inj_process *proc, const struct inj_patch *patches,
+		      struct inj_patch *const *pp, size_t n, uint8_t **ret)
+{
+	_cleanup_free_ uint64_t *addrs = malloc((n ? n : 1) * sizeof(*addrs));
+	_cleanup_free_ uint8_t *cur = malloc((n ? n : 1) * INJ_PATCH_LEN);
+	int r;
+
+	if (!addrs || !cur)
+		return -ENOMEM;
+	for (size_t k = 0; k < n; k++)
+		addrs[k] = pp ? pp[k]->addr : patches[k].addr;
+	r = inj_mem_read_many(proc, addrs, INJ_PATCH_LEN, cur, n);
+	if (r < 0)
+		return r;
+	*ret = TAKE_PTR(cur);
+	return 0;
+}
+
 int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t n)
 {
 	size_t done = 0;
@@ -98,14 +120,15 @@ int inj_patch_apply(struct inj_process *proc, struct inj_patch *patches, size_t 
 	/* Verify every site first: a site that changed (self-modifying code, a
 	 * library reloaded) must not be overwritten with a jump computed for
 	 * bytes that are no longer there. */
-	for (size_t k = 0; k < n; k++) {
-		uint8_t cur[INJ_PATCH_LEN];
+	{
+		_cleanup_free_ uint8_t *cur = NULL;
 
-		r = inj_mem_read(proc, patches[k].addr, cur, sizeof(cur));
+		r = read_sites(proc, patches, NULL, n, &cur);
 		if (r < 0)
 			return r;
-		if (memcmp(cur, patches[k].orig, sizeof(cur)) != 0)
-			return -ESTALE;
+		for (size_t k = 0; k < n; k++)
+			if (memcmp(cur + k * INJ_PATCH_LEN, patches[k].orig, INJ_PATCH_LEN) != 0)
+				return -ESTALE;
 	}
 	for (; done < n; done++) {
 		r = inj_mem_write_ro(proc, patches[done].addr, patches[done].jmp, INJ_PATCH_LEN,
@@ -127,15 +150,21 @@ out_undo:
 
 int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n)
 {
-	int first = 0;
+	_cleanup_free_ uint8_t *sites = NULL;
+	int first = 0, rr;
 
+	/* Every site at once; if that fails, each one on its own below. */
+	rr = read_sites(proc, patches, NULL, n, &sites);
 	for (size_t k = 0; k < n; k++) {
 		uint8_t cur[INJ_PATCH_LEN];
-		int r;
+		int r = 0;
 
 		if (!patches[k].applied)
 			continue;
-		r = inj_mem_read(proc, patches[k].addr, cur, sizeof(cur));
+		if (rr == 0)
+			memcpy(cur, sites + k * INJ_PATCH_LEN, sizeof(cur));
+		else
+			r = inj_mem_read(proc, patches[k].addr, cur, sizeof(cur));
 		if (r == 0 && memcmp(cur, patches[k].jmp, sizeof(cur)) != 0)
 			r = -ESTALE; /* someone else rewrote it: not ours to restore */
 		if (r == 0)
@@ -149,10 +178,11 @@ int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n
 	return first;
 }
 
-int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target)
+/* Rewrites p, whose site holds cur, to jump to target. */
+static int retarget(struct inj_process *proc, struct inj_patch *p, const uint8_t *cur,
+		    uint64_t target)
 {
 	struct inj_patch np;
-	uint8_t cur[INJ_PATCH_LEN];
 	int r;
 
 	if (!p->applied)
@@ -160,15 +190,41 @@ int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t t
 	r = inj_patch_prepare(p->addr, target, p->orig, &np);
 	if (r < 0)
 		return r;
-	r = inj_mem_read(proc, p->addr, cur, sizeof(cur));
-	if (r < 0)
-		return r;
-	if (memcmp(cur, p->jmp, sizeof(cur)) != 0)
+	if (memcmp(cur, p->jmp, INJ_PATCH_LEN) != 0)
 		return -ESTALE;
 	r = inj_mem_write_ro(proc, p->addr, np.jmp, INJ_PATCH_LEN, NULL);
 	if (r < 0)
 		return r;
 	np.applied = true;
 	*p = np;
+	return 0;
+}
+
+int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target)
+{
+	uint8_t cur[INJ_PATCH_LEN];
+	int r;
+
+	if (!p->applied)
+		return -EINVAL;
+	r = inj_mem_read(proc, p->addr, cur, sizeof(cur));
+	if (r < 0)
+		return r;
+	return retarget(proc, p, cur, target);
+}
+
+int inj_patch_retarget_all(struct inj_process *proc, struct inj_patch *const *patches,
+			   const uint64_t *targets, size_t n, int *results)
+{
+	_cleanup_free_ uint8_t *cur = NULL;
+	int r = read_sites(proc, NULL, patches, n, &cur);
+
+	if (r == -ESRCH || r == -ENOMEM)
+		return r;
+	/* A site that cannot be read (its module unmapped): each patch on its own. */
+	for (size_t k = 0; k < n; k++)
+		results[k] = r == 0
+				 ? retarget(proc, patches[k], cur + k * INJ_PATCH_LEN, targets[k])
+				 : inj_patch_retarget(proc, patches[k], targets[k]);
 	return 0;
 }

@@ -65,3 +65,13 @@ int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n
  * bytes there are not our jmp), -ESRCH, -errno.
  */
 int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target);
+
+/*
+ * inj_patch_retarget() for n patches, patches[i] to targets[i]: their
+ * bytes are read together (inj_mem_read_many()), then each one that is
+ * still ours is rewritten. results[i] gets what inj_patch_retarget() would
+ * have returned for it (when a site cannot be read, each patch is read on
+ * its own). 0, or -ESRCH or -ENOMEM with nothing retargeted.
+ */
+int inj_patch_retarget_all(struct inj_process *proc, struct inj_patch *const *patches,
+			   const uint64_t *targets, size_t n, int *results);

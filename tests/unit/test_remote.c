@@ -1820,6 +1820,23 @@ START_TEST(test_mem_read)
 			ck_assert_msg(back[j] == pattern(reads[i].off + j), "read %zu byte %zu", i,
 				      j);
 	}
+	/* Many small ranges at once: PROT_NONE and a hole among them. */
+	{
+		static const size_t offs[] = {
+		    0, 4093, AREA_RO * PG - 2, AREA_NONE * PG + 1, AREA_RO * PG + 40, 5 * 8};
+		uint64_t addrs[ARRAY_SIZE(offs)];
+		unsigned char many[ARRAY_SIZE(offs) * 5];
+
+		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
+			addrs[i] = (uint64_t)(uintptr_t)area + offs[i];
+		ck_assert_int_eq(inj_mem_read_many(d.p, addrs, 5, many, ARRAY_SIZE(offs)), 0);
+		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
+			for (size_t j = 0; j < 5; j++)
+				ck_assert_msg(many[i * 5 + j] == pattern(offs[i] + j),
+					      "range %zu byte %zu", i, j);
+		addrs[2] = (uint64_t)(uintptr_t)area + AREA_HOLE * PG;
+		ck_assert_int_eq(inj_mem_read_many(d.p, addrs, 5, many, ARRAY_SIZE(offs)), -EFAULT);
+	}
 	ck_assert_int_eq(inj_process_stop(d.p), 0);
 	model_init(model);
 	check_mem_dump(c, &d, model, 1, (const unsigned char *)(uintptr_t)test_remote_patch_me);
