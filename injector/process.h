@@ -79,6 +79,13 @@ struct inj_thread {
 	uint64_t regs_stamp;
 	struct user_regs_struct regs;
 
+	/* The syscall at a seccomp or syscall-entry stop, as inj_thread_request() read it. */
+	bool call_cached;
+	uint64_t call_stamp; /* inj_ptrace_regs_stamp() when read */
+	uint32_t call_arch;
+	long call_nr;
+	uint64_t call_args[6];
+
 	/* Remote-call state (see syscall.h). */
 	bool prepared;
 	bool borrowed_entry; /* prepared at a syscall-entry or seccomp stop */
