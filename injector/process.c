@@ -190,6 +190,7 @@ static int process_new(pid_t pid, const struct inj_settings *settings, struct in
 	p->pid = pid;
 	p->settings = *settings;
 	p->mem_fd = -1;
+	p->maps_fd = -1;
 	*ret = p;
 	return 0;
 }
@@ -204,6 +205,8 @@ void inj_process_free(struct inj_process *p)
 	free(p->children);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	if (p->maps_fd >= 0)
+		close(p->maps_fd);
 	maps_free(p->maps);
 	free(p);
 }
@@ -217,7 +220,15 @@ int inj_process_maps(struct inj_process *p, const struct maps **ret)
 		*ret = p->maps;
 		return 0;
 	}
-	r = maps_read(p->pid, &m);
+	if (p->maps_fd < 0) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/maps", p->pid);
+		p->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->maps_fd < 0)
+			return errno == ENOENT ? -ESRCH : -errno;
+	}
+	r = maps_read_fd(p->maps_fd, &m);
 	if (r < 0)
 		return r;
 	maps_free(p->maps);
@@ -464,6 +475,10 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t)
 	p->syscall_insn = 0;
 	maps_free(p->maps);
 	p->maps = NULL;
+	if (p->maps_fd >= 0) {
+		close(p->maps_fd);
+		p->maps_fd = -1;
+	}
 }
 
 bool inj_thread_claim_parked_stop(struct inj_thread *t)

@@ -134,6 +134,7 @@ struct inj_process {
 	    *children; /* new processes seen during stop/seize, for the caller to take */
 	size_t nchildren;
 	size_t children_cap;
+	int maps_fd;	    /* /proc/PID/maps, opened lazily; reopened after exec */
 	struct maps *maps;  /* the last /proc/PID/maps read (inj_process_maps()), or NULL */
 	uint64_t maps_runs; /* inj_ptrace_runs() when it was read */
 	/*
