@@ -335,28 +335,15 @@ int maps_read_fd(int fd, struct maps **ret)
 int maps_read(pid_t pid, struct maps **ret)
 {
 	char path[64];
-	int r = -EINVAL;
+	_cleanup_close_ int fd = -1;
 
 	if (pid <= 0 || !ret)
 		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-
-	for (int attempt = 0; attempt < 4; attempt++) {
-		_cleanup_close_ int fd = -1;
-		_cleanup_free_ char *text = NULL;
-		size_t len;
-
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return errno == ENOENT ? -ESRCH : negerrno();
-		r = read_all(fd, &text, &len);
-		if (r < 0)
-			return r;
-		r = maps_parse(text, len, ret);
-		if (r != -EINVAL)
-			return r;
-	}
-	return r;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : negerrno();
+	return maps_read_fd(fd, ret);
 }
 
 const struct maps_entry *maps_find(const struct maps *m, uint64_t addr)

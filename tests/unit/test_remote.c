@@ -1961,6 +1961,18 @@ static void assert_region_mapped(pid_t pid, uint64_t addr, uint64_t size)
 	maps_free(m);
 }
 
+/* A child_read blocked in its read(), seized and stopped: its only thread. */
+static struct inj_thread *read_child_stopped(struct drive *d, struct child **ret_c)
+{
+	struct child *c = spawn(child_read);
+
+	expect_ready(c);
+	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
+	d->p = seize_stopped(c->pid);
+	*ret_c = c;
+	return d->p->threads[0];
+}
+
 /* _i: 0 = 16 pages, 1 = 4 MiB + a page, 2 MiB aligned (huge-page advice). */
 START_TEST(test_region)
 {
@@ -1979,11 +1991,7 @@ START_TEST(test_region)
 	struct child *c;
 	struct maps *m;
 
-	c = spawn(child_read);
-	expect_ready(c);
-	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
-	d.p = seize_stopped(c->pid);
-	t = d.p->threads[0];
+	t = read_child_stopped(&d, &c);
 	text_before = maps_text(c->pid);
 	sig_before = sigstate_of(c->pid, t->tid);
 	m = maps_of(c->pid);
@@ -2063,11 +2071,7 @@ START_TEST(test_regs_cache)
 	struct inj_thread *t;
 	struct child *c;
 
-	c = spawn(child_read);
-	expect_ready(c);
-	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
-	d.p = seize_stopped(c->pid);
-	t = d.p->threads[0];
+	t = read_child_stopped(&d, &c);
 	ck_assert_int_eq(inj_thread_getregs(t, &a), 0);
 	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
 	raw = regs_of(t->tid);
@@ -2114,11 +2118,7 @@ START_TEST(test_break)
 	unsigned char *heap;
 	long orig = 0, res = 0;
 
-	c = spawn(child_read);
-	expect_ready(c);
-	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
-	d.p = seize_stopped(c->pid);
-	t = d.p->threads[0];
+	t = read_child_stopped(&d, &c);
 	start_brk = stat_field(c->pid, 47);
 	ck_assert_int_eq(inj_syscall(t, SYS_brk, &orig, 0), 0);
 	ck_assert_uint_ge((uint64_t)orig, start_brk);
