@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -426,24 +427,53 @@ int inj_process_adopt(pid_t pid, const struct inj_settings *settings, enum inj_s
 	return 0;
 }
 
-int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret)
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Waits for t's next stop, polling until the CLOCK_MONOTONIC time until
+ * (ns; 0: none) before it sleeps in waitpid().
+ */
+static int thread_wait(struct inj_thread *t, uint64_t until, struct inj_stop *ret)
 {
 	int status, r;
 
+	if (until && mono_ns() >= until)
+		until = 0;
 	for (;;) {
-		pid_t w = waitpid(t->tid, &status, __WALL);
+		pid_t w = waitpid(t->tid, &status, __WALL | (until ? WNOHANG : 0));
 		if (w == t->tid)
 			break;
 		if (w < 0 && errno == EINTR)
 			continue;
-		return w < 0 ? negerrno() : -EIO;
+		if (w < 0)
+			return negerrno();
+		if (w != 0)
+			return -EIO;
+		if (mono_ns() >= until)
+			until = 0;
 	}
 	r = inj_stop_decode(t->tid, status, ret);
 	if (r == -ESRCH) {
 		/* Vanished between the stop and our look at it (SIGKILL): its exit follows. */
-		return inj_thread_wait(t, ret);
+		return thread_wait(t, 0, ret);
 	}
 	return r;
+}
+
+int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret)
+{
+	return thread_wait(t, 0, ret);
+}
+
+int inj_thread_wait_soon(struct inj_thread *t, struct inj_stop *ret)
+{
+	return thread_wait(t, mono_ns() + INJ_WAIT_SPIN_NS, ret);
 }
 
 /*
@@ -543,6 +573,12 @@ static int stop_world_handle(struct inj_process *p, struct inj_thread *t, const 
 
 int inj_process_stop(struct inj_process *p)
 {
+	/*
+	 * Threads that were asked to trap usually do within microseconds: poll
+	 * for them, but for INJ_WAIT_SPIN_NS in all, since threads that wait
+	 * for a CPU are slowed by a tracer that keeps one.
+	 */
+	uint64_t until = mono_ns() + INJ_WAIT_SPIN_NS;
 	int r;
 
 	/* Threads that died under earlier remote work: their exits were reaped there. */
@@ -599,7 +635,7 @@ int inj_process_stop(struct inj_process *p)
 				i++;
 				continue;
 			}
-			r = inj_thread_wait(t, &st);
+			r = thread_wait(t, until, &st);
 		}
 		if (r == -ECHILD) {
 			/* Not our tracee any more (reaped as a zombie elsewhere). */

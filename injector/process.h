@@ -249,3 +249,14 @@ bool inj_early_stop_take(pid_t tid, int *ret_status);
 
 /* Waits for the next stop of exactly this thread. 0 or -errno (-ECHILD if not our tracee). */
 int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret);
+
+/*
+ * The same for a stop that is due at once (a thread that runs one
+ * instruction or syscall for us): polls for up to INJ_WAIT_SPIN_NS before it
+ * sleeps. Going to sleep and being woken costs optd tens of microseconds
+ * more on an idle machine, whose CPUs sleep deeply, and much of a collision's
+ * time goes into such waits. inj_process_stop() polls for the threads it
+ * asked to trap, INJ_WAIT_SPIN_NS in all.
+ */
+#define INJ_WAIT_SPIN_NS 100000
+int inj_thread_wait_soon(struct inj_thread *t, struct inj_stop *ret);

@@ -265,7 +265,7 @@ static int wait_remote_done(struct inj_thread *t, int req, bool want_exit,
 	int r;
 
 	for (;;) {
-		r = inj_thread_wait(t, &st);
+		r = inj_thread_wait_soon(t, &st);
 		if (r < 0)
 			return r;
 		if (want_exit && st.kind == INJ_STOP_SYSCALL_EXIT) {
