@@ -126,21 +126,20 @@ int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len)
 /* Ranges per process_vm_readv: well under IOV_MAX, on the stack. */
 #define READ_BATCH 256
 
-int inj_mem_read_many(struct inj_process *p, const uint64_t *addrs, size_t len, void *buf, size_t n)
+int inj_mem_read_spans(struct inj_process *p, const struct inj_mem_span *spans, size_t n)
 {
 	size_t done = 0;
 
-	if (!len)
-		return 0;
 	while (done < n) {
 		struct iovec local[READ_BATCH], remote[READ_BATCH];
-		size_t k = n - done < READ_BATCH ? n - done : READ_BATCH, whole;
+		size_t k = n - done < READ_BATCH ? n - done : READ_BATCH, whole = 0;
 		ssize_t got;
 		int r;
 
 		for (size_t i = 0; i < k; i++) {
-			local[i] = (struct iovec){(char *)buf + (done + i) * len, len};
-			remote[i] = (struct iovec){(void *)(uintptr_t)addrs[done + i], len};
+			local[i] = (struct iovec){spans[done + i].buf, spans[done + i].len};
+			remote[i] = (struct iovec){(void *)(uintptr_t)spans[done + i].addr,
+						   spans[done + i].len};
 		}
 		got = process_vm_readv(p->pid, local, k, remote, k, 0);
 		if (got < 0 && errno == EINTR)
@@ -148,11 +147,13 @@ int inj_mem_read_many(struct inj_process *p, const uint64_t *addrs, size_t len, 
 		if (got < 0 && errno == ESRCH)
 			return -ESRCH;
 		/* It stops at the first range it cannot read, never inside one. */
-		whole = got > 0 ? (size_t)got / len : 0;
+		for (size_t sum = 0;
+		     got > 0 && whole < k && sum + spans[done + whole].len <= (size_t)got; whole++)
+			sum += spans[done + whole].len;
 		done += whole;
 		if (whole == k)
 			continue;
-		r = inj_mem_read(p, addrs[done], (char *)buf + done * len, len);
+		r = inj_mem_read(p, spans[done].addr, spans[done].buf, spans[done].len);
 		if (r < 0)
 			return r;
 		done++;

@@ -22,13 +22,18 @@ enum inj_mem_path {
 /* Reads len bytes. 0, -EFAULT if any byte is unmapped, -ESRCH, -errno. */
 int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len);
 
+/* A range of target memory and where it goes. */
+struct inj_mem_span {
+	uint64_t addr;
+	size_t len;
+	void *buf;
+};
+
 /*
- * Reads n ranges of len bytes each, at addrs[i], into buf (n * len bytes,
- * in order): as many at a time as one process_vm_readv takes, each one
+ * Reads n ranges: as many at a time as one process_vm_readv takes, each one
  * that it cannot read through inj_mem_read(). 0, -EFAULT, -ESRCH, -errno.
  */
-int inj_mem_read_many(struct inj_process *p, const uint64_t *addrs, size_t len, void *buf,
-		      size_t n);
+int inj_mem_read_spans(struct inj_process *p, const struct inj_mem_span *spans, size_t n);
 
 /*
  * Writes len bytes. 0, -EFAULT, -ESRCH, -errno. *ret_path (may be NULL) says

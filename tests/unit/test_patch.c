@@ -183,7 +183,16 @@ START_TEST(test_retarget_all)
 	stale.applied = true;
 	unapplied = p;
 	unapplied.applied = false;
+	/* The code between the sites, which is written back as it was read. */
+	uint64_t lo = p.addr < stale.addr ? p.addr : stale.addr;
+	uint64_t hi = p.addr < stale.addr ? stale.addr : p.addr;
+	static uint8_t between[2][4096];
+	size_t blen = hi - lo - INJ_PATCH_LEN < sizeof(between[0]) ? hi - lo - INJ_PATCH_LEN
+								   : sizeof(between[0]);
+	ck_assert_int_eq(inj_mem_read(c.proc, lo + INJ_PATCH_LEN, between[0], blen), 0);
 	ck_assert_int_eq(inj_patch_retarget_all(c.proc, pp, targets, 3, results), 0);
+	ck_assert_int_eq(inj_mem_read(c.proc, lo + INJ_PATCH_LEN, between[1], blen), 0);
+	ck_assert_mem_eq(between[0], between[1], blen);
 	ck_assert_int_eq(results[0], 0);
 	ck_assert_int_eq(results[1], -ESTALE);
 	ck_assert_int_eq(results[2], -EINVAL);

@@ -1824,18 +1824,19 @@ START_TEST(test_mem_read)
 	{
 		static const size_t offs[] = {
 		    0, 4093, AREA_RO * PG - 2, AREA_NONE * PG + 1, AREA_RO * PG + 40, 5 * 8};
-		uint64_t addrs[ARRAY_SIZE(offs)];
-		unsigned char many[ARRAY_SIZE(offs) * 5];
+		struct inj_mem_span spans[ARRAY_SIZE(offs)];
+		unsigned char many[ARRAY_SIZE(offs) * 8];
 
 		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
-			addrs[i] = (uint64_t)(uintptr_t)area + offs[i];
-		ck_assert_int_eq(inj_mem_read_many(d.p, addrs, 5, many, ARRAY_SIZE(offs)), 0);
+			spans[i] = (struct inj_mem_span){(uint64_t)(uintptr_t)area + offs[i],
+							 3 + i % 6, many + i * 8};
+		ck_assert_int_eq(inj_mem_read_spans(d.p, spans, ARRAY_SIZE(offs)), 0);
 		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
-			for (size_t j = 0; j < 5; j++)
-				ck_assert_msg(many[i * 5 + j] == pattern(offs[i] + j),
+			for (size_t j = 0; j < spans[i].len; j++)
+				ck_assert_msg(many[i * 8 + j] == pattern(offs[i] + j),
 					      "range %zu byte %zu", i, j);
-		addrs[2] = (uint64_t)(uintptr_t)area + AREA_HOLE * PG;
-		ck_assert_int_eq(inj_mem_read_many(d.p, addrs, 5, many, ARRAY_SIZE(offs)), -EFAULT);
+		spans[2].addr = (uint64_t)(uintptr_t)area + AREA_HOLE * PG;
+		ck_assert_int_eq(inj_mem_read_spans(d.p, spans, ARRAY_SIZE(offs)), -EFAULT);
 	}
 	ck_assert_int_eq(inj_process_stop(d.p), 0);
 	model_init(model);
