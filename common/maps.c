@@ -270,6 +270,7 @@ void maps_free(struct maps *m)
 }
 
 /* Reads all of fd into a growing NUL-terminated buffer. 0 or -errno. */
+/* Reads fd from offset 0 to its end (positional: an fd kept open reads anew). */
 static int read_all(int fd, char **ret_buf, size_t *ret_len)
 {
 	_cleanup_free_ char *buf = NULL;
@@ -290,7 +291,7 @@ static int read_all(int fd, char **ret_buf, size_t *ret_len)
 			buf = nbuf;
 			cap = ncap;
 		}
-		n = read(fd, buf + len, cap - len - 1);
+		n = pread(fd, buf + len, cap - len - 1, (off_t)len);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -313,23 +314,14 @@ static int read_all(int fd, char **ret_buf, size_t *ret_len)
  * few times (a stopped target never needs it). A process that is gone gives
  * -ESRCH (a zombie, whose address space is gone, gives an empty model).
  */
-int maps_read(pid_t pid, struct maps **ret)
+int maps_read_fd(int fd, struct maps **ret)
 {
-	char path[64];
 	int r = -EINVAL;
 
-	if (pid <= 0 || !ret)
-		return -EINVAL;
-	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
-
 	for (int attempt = 0; attempt < 4; attempt++) {
-		_cleanup_close_ int fd = -1;
 		_cleanup_free_ char *text = NULL;
 		size_t len;
 
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			return errno == ENOENT ? -ESRCH : negerrno();
 		r = read_all(fd, &text, &len);
 		if (r < 0)
 			return r;
@@ -338,6 +330,20 @@ int maps_read(pid_t pid, struct maps **ret)
 			return r;
 	}
 	return r;
+}
+
+int maps_read(pid_t pid, struct maps **ret)
+{
+	char path[64];
+	_cleanup_close_ int fd = -1;
+
+	if (pid <= 0 || !ret)
+		return -EINVAL;
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : negerrno();
+	return maps_read_fd(fd, ret);
 }
 
 const struct maps_entry *maps_find(const struct maps *m, uint64_t addr)

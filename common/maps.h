@@ -45,6 +45,11 @@ struct maps {
 int maps_parse(const char *text, size_t len, struct maps **ret);
 /* Reads and parses /proc/PID/maps. 0, -ESRCH if the process is gone, other -errno. */
 int maps_read(pid_t pid, struct maps **ret);
+/*
+ * The same from an open /proc/PID/maps, read again from its start: keeping
+ * the fd saves opening it (the kernel regenerates the text at offset 0).
+ */
+int maps_read_fd(int fd, struct maps **ret);
 void maps_free(struct maps *m);
 static inline void maps_freep(struct maps **m)
 {

@@ -12,8 +12,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "guard.h"
 #include "log.h"
@@ -433,6 +435,7 @@ static int guard_window(struct target *tg)
 		w.start = w.start > margin ? w.start - margin : PAGE;
 		w.end = ALIGN_UP(pc->addr + pc->len, WINDOW_ALIGN) + margin;
 		w.brk_start = g->start_brk;
+		w.tag = g->tag;
 		if (tg->sv->opt->mode == OPTD_MODE_PID) {
 			r = clip_window(tg, pc->addr, pc->addr + pc->len, &w);
 			if (r == -ESRCH)
@@ -452,6 +455,20 @@ static int guard_window(struct target *tg)
 	return 0;
 }
 
+/*
+ * The tag of the process's filters: 62 random bits, each 32-bit half below
+ * 2^31 (constants the kernel translates to one instruction) and odd (never
+ * a page-aligned offset).
+ */
+static uint64_t new_tag(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = now_us() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+	return (v & 0x7fffffff7fffffffULL) | 1;
+}
+
 int guard_install(struct target *tg)
 {
 	struct guard *g = &tg->guard;
@@ -468,9 +485,12 @@ int guard_install(struct target *tg)
 		g->active = true;
 		return 0;
 	}
+	if (!g->tag)
+		g->tag = new_tag();
 	r = guard_window(tg);
 	if (r < 0)
 		return r;
+	tg->proc->syscall_tag = g->tag;
 	g->active = true;
 	return 0;
 }
@@ -495,6 +515,8 @@ int guard_inherit(struct target *child, const struct target *parent)
 	}
 	if (g->syscall_mode)
 		child->proc->resume_with_syscall = true;
+	if (g->n_windows)
+		child->proc->syscall_tag = g->tag;
 	return 0;
 }
 
@@ -528,12 +550,13 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 {
 	const struct optd_options *opt = tg->sv->opt;
 	struct inj_thread *t = mm_thread(tg);
-	_cleanup_(maps_freep) struct maps *m = NULL;
+	const struct maps *m = NULL;
 	_cleanup_(rangeset_free) struct rangeset all = RANGESET_INIT;
 	struct inj_place_policy policy = {
 	    .heap_reserve = opt->heap_reserve,
 	    .stack_guard_gap = STACK_GUARD_GAP,
 	    .gap = PAGE,
+	    .start_brk = tg->guard.start_brk,
 	};
 	uint64_t align = size >= INJ_HUGE_PAGE ? INJ_HUGE_PAGE : PAGE;
 	struct procfs_stat ps;
@@ -541,7 +564,7 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 
 	if (!t)
 		return -ESRCH;
-	r = maps_read(tg->pid, &m);
+	r = inj_process_maps(tg->proc, &m);
 	if (r < 0)
 		return r;
 	if (lo >= hi) {
@@ -580,12 +603,12 @@ static int choose_place(struct target *tg, const struct rangeset *avoid, const s
 static int remap_pages(struct target *tg, uint64_t old, uint64_t size, int64_t delta)
 {
 	struct inj_thread *t = mm_thread(tg);
-	_cleanup_(maps_freep) struct maps *m = NULL;
+	const struct maps *m = NULL;
 	int r;
 
 	if (!t)
 		return -ESRCH;
-	r = maps_read(tg->pid, &m);
+	r = inj_process_maps(tg->proc, &m);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < m->n; i++) {
@@ -663,7 +686,7 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 {
 	struct guard *g = &tg->guard;
 	struct inj_region *reg = tg->region;
-	uint64_t addr = 0, lo = 0, hi = 0;
+	uint64_t addr = 0, lo = 0, hi = 0, t0 = now_us(), t_place, t_remap;
 	int64_t delta;
 	int r;
 
@@ -677,10 +700,12 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 		r = choose_place(tg, avoid, NULL, size, lo, hi, &addr);
 	if (r < 0)
 		return r;
+	t_place = now_us();
 	delta = (int64_t)(addr - old);
 	r = remap_pages(tg, old, size, delta);
 	if (r < 0)
 		return r;
+	t_remap = now_us();
 	r = inj_region_move_part(reg, old, old + size, addr);
 	if (r < 0)
 		return r;
@@ -697,7 +722,7 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 		struct inj_thread *t = tg->proc->threads[i];
 		struct user_regs_struct regs;
 
-		if (t->zombie || inj_ptrace_getregs(t->tid, &regs) < 0)
+		if (t->zombie || inj_thread_getregs(t, &regs) < 0)
 			continue;
 		if (regs.rip < old || regs.rip >= old + size)
 			continue;
@@ -721,8 +746,10 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 	if (r < 0)
 		return r;
 	tg->sv->gstats.moves++;
-	log_debug("%d: region part %#" PRIx64 "-%#" PRIx64 " moved to %#" PRIx64 " (%u pieces)",
-		  tg->pid, old, old + size, addr, reg->n_pieces);
+	log_debug("%d: region part %#" PRIx64 "-%#" PRIx64 " moved to %#" PRIx64
+		  " (%u pieces; µs: place %" PRIu64 ", remap %" PRIu64 ", fix-ups %" PRIu64 ")",
+		  tg->pid, old, old + size, addr, reg->n_pieces, t_place - t0, t_remap - t_place,
+		  now_us() - t_remap);
 	*ret_addr = addr;
 	return 0;
 }
@@ -795,9 +822,10 @@ static bool request_meets_region(const struct inj_request *req, const struct inj
 	return false;
 }
 
+/* A stop of optd's filter (not one of the target's own), or a syscall entry with --no-seccomp. */
 static bool at_request_stop(const struct target *tg, const struct inj_thread *t)
 {
-	return t->stop == INJ_STOP_SECCOMP ||
+	return (t->stop == INJ_STOP_SECCOMP && !inj_thread_at_foreign_seccomp(t)) ||
 	       (tg->guard.syscall_mode && t->stop == INJ_STOP_SYSCALL_ENTRY);
 }
 
@@ -963,7 +991,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	struct inj_region *reg = owner->region;
 	struct inj_request req;
 	struct range area = {0, 0};
-	uint64_t t0 = now_us();
+	uint64_t t0 = now_us(), t_stopped, t_moved;
 	bool stack = false;
 	int r;
 
@@ -991,6 +1019,7 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 		target_stop_interrupted(owner, r);
 		return true;
 	}
+	t_stopped = now_us();
 	if (r == 0 && stack) {
 		_cleanup_(rangeset_free) struct rangeset avoid = RANGESET_INIT;
 		placement_note_stack(tg, (uint64_t)(uintptr_t)t->siginfo.si_addr);
@@ -1013,10 +1042,15 @@ bool guard_on_stop(struct target *tg, struct inj_thread *t, const struct inj_sto
 	if (r < 0 && r != -ESRCH)
 		log_error("%d: cannot move optd's pages out of the way of the target's request: %s",
 			  tg->pid, strerror(-r));
+	t_moved = now_us();
 	if (r != -ESRCH)
-		note_latency(s, now_us() - t0);
+		note_latency(s, t_moved - t0);
 	resume_borrowers(owner);
 	(void)inj_process_resume(owner->proc);
+	log_debug("%d: collision handled in %" PRIu64 " µs: stop %" PRIu64 ", move %" PRIu64
+		  ", resume %" PRIu64,
+		  owner->pid, now_us() - t0, t_stopped - t0, t_moved - t_stopped,
+		  now_us() - t_moved);
 	target_after_move(owner);
 	return true;
 }
@@ -1194,7 +1228,8 @@ void guard_vfork_done(struct target *tg)
 			    t->tid, tg->pid, strerror(-r));
 	}
 	if (g->window_pending && inj_process_pick_thread(tg->proc)) {
-		struct inj_guard_window w = {g->pending.start, g->pending.end, g->start_brk};
+		struct inj_guard_window w = {g->pending.start, g->pending.end, g->start_brk,
+					     g->tag};
 
 		g->window_pending = false;
 		(void)guard_add_window(tg, &w);

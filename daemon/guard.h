@@ -46,6 +46,8 @@ struct guard {
 	size_t n_stale;
 	struct range *reserved; /* the PROT_NONE mappings left in the windows at detach */
 	size_t n_reserved;
+	uint64_t
+	    tag; /* optd's remote syscalls carry it past the filters (seccomp.h); 0 = none yet */
 };
 
 /* What the guard did, over every process of the session. */

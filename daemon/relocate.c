@@ -1111,7 +1111,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		}
 	}
 	/* The region is r-x: /proc/PID/mem writes through that, with every thread stopped. */
-	r = inj_mem_write(tg->proc, base, buf, used, NULL);
+	r = inj_mem_write_ro(tg->proc, base, buf, used, NULL);
 	if (r < 0)
 		return r;
 	free(rel->image);
@@ -1646,9 +1646,47 @@ static int dirty_write(struct target *tg, const struct relocation *rel, struct d
 				break; /* the next range is in another piece */
 			end = e;
 		}
-		r = inj_mem_write(tg->proc, at, rel->image + start, end - start, NULL);
+		r = inj_mem_write_ro(tg->proc, at, rel->image + start, end - start, NULL);
 		if (r < 0)
 			return r;
+	}
+	return 0;
+}
+
+/*
+ * Points every applied entry patch whose copy is in [lo, hi) at its copy's
+ * entry (f->dest), all sites read at once. A patch that cannot follow is
+ * reported and left. 0, -ESRCH, -ENOMEM.
+ */
+static int retarget_entries(struct target *tg, struct relocation *rel, uint64_t lo, uint64_t hi)
+{
+	_cleanup_free_ struct inj_patch **patches = malloc((rel->n ?: 1) * sizeof(*patches));
+	_cleanup_free_ struct reloc_func **funcs = malloc((rel->n ?: 1) * sizeof(*funcs));
+	_cleanup_free_ uint64_t *targets = malloc((rel->n ?: 1) * sizeof(*targets));
+	_cleanup_free_ int *results = malloc((rel->n ?: 1) * sizeof(*results));
+	size_t n = 0;
+	int r;
+
+	if (!patches || !funcs || !targets || !results)
+		return -ENOMEM;
+	for (size_t i = 0; i < rel->n; i++) {
+		struct reloc_func *f = &rel->funcs[i];
+		if (!f->res || !f->patch.applied || !moved_in(f->dest, lo, hi))
+			continue;
+		funcs[n] = f;
+		patches[n] = &f->patch;
+		targets[n++] = f->dest + f->res->entry_patch_off;
+	}
+	r = inj_patch_retarget_all(tg->proc, patches, targets, n, results);
+	if (r < 0)
+		return r;
+	for (size_t k = 0; k < n; k++) {
+		if (results[k] == -ESRCH)
+			return -ESRCH;
+		if (results[k] < 0)
+			log_warn("%d: the entry of %s could not follow its copy: %s", tg->pid,
+				 funcs[k]->fn->name ? funcs[k]->fn->name : "?",
+				 strerror(-results[k]));
 	}
 	return 0;
 }
@@ -1749,18 +1787,9 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 	free(d.v);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < rel->n; i++) {
-		struct reloc_func *f = &rel->funcs[i];
-		if (!f->res || !f->patch.applied ||
-		    !moved_in(f->dest, old_start + (uint64_t)delta, old_end + (uint64_t)delta))
-			continue;
-		r = inj_patch_retarget(tg->proc, &f->patch, f->dest + f->res->entry_patch_off);
-		if (r == -ESRCH)
-			return r;
-		if (r < 0)
-			log_warn("%d: the entry of %s could not follow its copy: %s", tg->pid,
-				 f->fn->name ? f->fn->name : "?", strerror(-r));
-	}
+	r = retarget_entries(tg, rel, old_start + (uint64_t)delta, old_end + (uint64_t)delta);
+	if (r < 0)
+		return r;
 	if (u->object && moved_in(u->object, old_start, old_end))
 		u->object += (uint64_t)delta;
 	if (u->registered)

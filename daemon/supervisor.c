@@ -32,6 +32,7 @@
 #include "ptrace.h"
 #include "stack.h"
 #include "relocate.h"
+#include "seccomp.h"
 #include "region.h"
 #include "stats.h"
 #include "supervisor.h"
@@ -140,6 +141,8 @@ static int target_new(struct supervisor *sv, struct inj_process *proc, bool root
 	return 0;
 }
 
+static void write_stale_perf_map(struct target *tg);
+
 /* Drops the target's tracing state; the root's record stays for the statistics. */
 static void target_release(struct target *tg)
 {
@@ -148,6 +151,12 @@ static void target_release(struct target *tg)
 	if (tg->root && tg->region)
 		sv->last_region = *tg->region;
 	target_stop_profile(tg);
+	/* The map outlives the process: it names the copies where they ended. */
+	write_stale_perf_map(tg);
+	if (tg->perf_map_timer) {
+		event_free(tg->perf_map_timer);
+		tg->perf_map_timer = NULL;
+	}
 	if (tg->rel) {
 		if (tg->root) {
 			relocation_free(sv->root_rel);
@@ -157,6 +166,8 @@ static void target_release(struct target *tg)
 		}
 		tg->rel = NULL;
 	}
+	inj_unwinder_free(tg->unwinder);
+	tg->unwinder = NULL;
 	inj_process_free(tg->proc);
 	tg->proc = NULL;
 	inj_region_free(tg->region);
@@ -217,6 +228,7 @@ static void target_forget_perf_map(struct target *tg)
 	if (tg->perf_map[0])
 		unlink(tg->perf_map);
 	tg->perf_map[0] = 0;
+	tg->perf_map_stale = false;
 }
 
 /*
@@ -365,12 +377,39 @@ void target_region_moved(struct target *tg)
 	tg->perf_map_stale = tg->perf_map[0] != 0;
 }
 
-void target_after_move(struct target *tg)
+static void write_stale_perf_map(struct target *tg)
 {
 	if (!tg->perf_map_stale)
 		return;
 	tg->perf_map_stale = false;
-	target_write_perf_map(tg);
+	if (tg->rel)
+		target_write_perf_map(tg);
+}
+
+static void on_perf_map_due(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	write_stale_perf_map(arg);
+}
+
+/*
+ * The perf map follows the region PERF_MAP_DELAY_MS after a move, so that
+ * a run of collisions rewrites it a few times a second at most, while the
+ * target does not wait (rewriting a file truncates and writes it).
+ */
+void target_after_move(struct target *tg)
+{
+	struct timeval tv = {0, PERF_MAP_DELAY_MS * 1000};
+
+	if (!tg->perf_map_stale)
+		return;
+	if (!tg->perf_map_timer)
+		tg->perf_map_timer = evtimer_new(tg->sv->base, on_perf_map_due, tg);
+	if (tg->perf_map_timer && evtimer_pending(tg->perf_map_timer, NULL))
+		return;
+	if (!tg->perf_map_timer || evtimer_add(tg->perf_map_timer, &tv) < 0)
+		write_stale_perf_map(tg);
 }
 
 static void report_inject_failure(struct target *tg, int r)
@@ -739,6 +778,8 @@ static void target_exec(struct target *tg, struct inj_thread *t)
 	int r;
 
 	inj_process_exec_reset(tg->proc, t);
+	inj_unwinder_free(tg->unwinder);
+	tg->unwinder = NULL;
 	inj_region_free(tg->region);
 	tg->region = NULL;
 	tg->mm_owner = NULL;
@@ -856,16 +897,27 @@ static void dispatch(struct supervisor *sv, pid_t tid, int status)
 static void on_sigchld(evutil_socket_t fd, short what, void *arg)
 {
 	struct supervisor *sv = arg;
+	sigset_t chld, saved;
 	int status;
 	pid_t w;
 
 	(void)fd;
 	(void)what;
+	/*
+	 * Handling one stop can stop, step and resume every thread: each of
+	 * those stops would interrupt optd with a SIGCHLD (a handler, a write
+	 * to libevent's pipe, a sigreturn) while it waits for them by tid.
+	 * Held here, they come as one afterwards, and this loop takes them.
+	 */
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, &saved);
 	while ((w = waitpid(-1, &status, WNOHANG | __WALL)) > 0) {
 		dispatch(sv, w, status);
 		if (sv->done)
 			break;
 	}
+	sigprocmask(SIG_SETMASK, &saved, NULL);
 	if (sv->done)
 		event_base_loopbreak(sv->base);
 }
@@ -887,6 +939,49 @@ static int translate_copy(void *opaque, uint64_t ip, uint64_t *ret_orig)
 	return 0;
 }
 
+/*
+ * The target's unwinder, kept from one walk to the next, told what lies
+ * where in this stop: each piece of the region holds the same code wherever
+ * it lies, as long as the relocation is the same one.
+ */
+static int target_unwinder(struct target *tg, struct inj_unwinder **ret)
+{
+	struct inj_region *reg = tg->region;
+	struct inj_unwind_area area[OPTD_REGION_MAX_PIECES];
+	const struct maps *m;
+	int r;
+
+	for (unsigned i = 0; i < reg->n_pieces; i++) {
+		const struct optd_region_piece *pc = &reg->pieces[i];
+		/* The key: where the piece's offset 0 would be. */
+		area[i] =
+		    (struct inj_unwind_area){pc->addr, pc->addr + pc->len, pc->addr - pc->off};
+	}
+	if (tg->unwinder && tg->unwinder_rel != tg->rel) {
+		inj_unwinder_free(tg->unwinder);
+		tg->unwinder = NULL;
+	}
+	if (!tg->unwinder) {
+		r = inj_unwinder_new(tg->proc, &tg->unwinder);
+		if (r < 0)
+			return r;
+		r = inj_unwinder_set_translate(tg->unwinder, translate_copy, tg);
+		if (r < 0) {
+			inj_unwinder_free(tg->unwinder);
+			tg->unwinder = NULL;
+			return r;
+		}
+		tg->unwinder_rel = tg->rel;
+	}
+	r = inj_process_maps(tg->proc, &m);
+	if (r == 0)
+		r = inj_unwinder_sync(tg->unwinder, m, area, reg->n_pieces);
+	if (r < 0)
+		return r;
+	*ret = tg->unwinder;
+	return 0;
+}
+
 /* A growing list of return addresses. */
 struct return_list {
 	struct target_return *v;
@@ -898,18 +993,13 @@ struct return_list {
  * threads (p is tg's process or that of a vfork child running in tg's
  * address space). Threads blocked in vfork are left to guard_vfork_done().
  */
-static int process_region_returns(struct target *tg, struct inj_process *p,
+static int process_region_returns(struct target *tg, struct inj_process *p, struct inj_unwinder *u,
 				  struct inj_frame *frames, size_t max_frames,
 				  struct return_list *l, size_t *incomplete)
 {
 	struct inj_region *reg = tg->region;
-	struct inj_unwinder *u = NULL;
-	int r;
+	int r = 0;
 
-	r = inj_unwinder_new(p, &u);
-	if (r < 0)
-		return r;
-	r = inj_unwinder_set_translate(u, translate_copy, tg);
 	for (size_t i = 0; r == 0 && i < p->nthreads; i++) {
 		struct inj_thread *t = p->threads[i];
 		enum inj_stack_end end;
@@ -940,7 +1030,6 @@ static int process_region_returns(struct target *tg, struct inj_process *p,
 			l->v[l->n++] = (struct target_return){t->tid, frames[k].ra_slot, ip};
 		}
 	}
-	inj_unwinder_free(u);
 	return r;
 }
 
@@ -950,17 +1039,29 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 	enum { MAX_FRAMES = 4096 };
 	_cleanup_free_ struct inj_frame *frames = malloc(MAX_FRAMES * sizeof(*frames));
 	struct return_list l = {0};
+	struct inj_unwinder *u = NULL;
 	int r;
 
 	*ret_incomplete = 0;
 	if (!frames)
 		return -ENOMEM;
-	r = process_region_returns(tg, tg->proc, frames, MAX_FRAMES, &l, ret_incomplete);
+	r = target_unwinder(tg, &u);
+	if (r == 0)
+		r = process_region_returns(tg, tg->proc, u, frames, MAX_FRAMES, &l, ret_incomplete);
 	/* vfork children run in the same address space: their stacks lead into it too. */
-	for (struct target *o = tg->sv->targets; r == 0 && o; o = o->next)
-		if (o != tg && o->proc && o->mm_owner && guard_mm_owner(o) == tg)
-			r = process_region_returns(tg, o->proc, frames, MAX_FRAMES, &l,
+	for (struct target *o = tg->sv->targets; r == 0 && o; o = o->next) {
+		struct inj_unwinder *cu = NULL;
+
+		if (o == tg || !o->proc || !o->mm_owner || guard_mm_owner(o) != tg)
+			continue;
+		r = inj_unwinder_new(o->proc, &cu);
+		if (r == 0)
+			r = inj_unwinder_set_translate(cu, translate_copy, tg);
+		if (r == 0)
+			r = process_region_returns(tg, o->proc, cu, frames, MAX_FRAMES, &l,
 						   ret_incomplete);
+		inj_unwinder_free(cu);
+	}
 	if (r < 0) {
 		free(l.v);
 		return r;
@@ -1252,7 +1353,8 @@ static unsigned long ptrace_options(bool exitkill)
 static int attach_main(struct supervisor *sv)
 {
 	const struct optd_options *opt = sv->opt;
-	struct inj_settings settings = {.options = ptrace_options(false)};
+	struct inj_settings settings = {.options = ptrace_options(false),
+					.seccomp_data = INJ_SECCOMP_DATA};
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	pid_t pid;
@@ -1328,7 +1430,8 @@ static int attach_main(struct supervisor *sv)
 static int run_main(struct supervisor *sv)
 {
 	const struct optd_options *opt = sv->opt;
-	struct inj_settings settings = {.options = ptrace_options(true)};
+	struct inj_settings settings = {.options = ptrace_options(true),
+					.seccomp_data = INJ_SECCOMP_DATA};
 	struct inj_process *proc = NULL;
 	struct target *tg;
 	struct launch l;

@@ -14,6 +14,7 @@
 
 struct relocation;
 struct profile;
+struct inj_unwinder;
 struct event;
 
 struct supervisor;
@@ -46,7 +47,10 @@ struct target {
 	char perf_map[64];	     /* the perf map written for the copies, "" if none */
 	struct guard guard;	     /* the seccomp filters that trap requests for the region */
 	struct placement placement;  /* --placement=adversarial: what the image asked for */
-	bool perf_map_stale; /* the region moved: the perf map is rewritten after the resume */
+	struct inj_unwinder *unwinder;	       /* kept for the walks of target_region_returns() */
+	const struct relocation *unwinder_rel; /* the relocation whose copies it translates */
+	bool perf_map_stale; /* the region moved: the perf map is rewritten (target_after_move()) */
+	struct event *perf_map_timer; /* when */
 
 	/* Statistics. */
 	uint64_t attach_stop_us;  /* asking threads to stop until they have */
@@ -78,8 +82,10 @@ int target_region_returns(struct target *tg, struct target_return **ret, size_t 
 
 /*
  * The region moved (the guard), with the world stopped: the statistics follow
- * it at once, the perf map in target_after_move(), once the target runs again.
+ * it at once, the perf map once the target runs again, PERF_MAP_DELAY_MS
+ * later (target_after_move()), and at the latest when the target is released.
  */
+#define PERF_MAP_DELAY_MS 100
 void target_region_moved(struct target *tg);
 void target_after_move(struct target *tg);
 

@@ -123,6 +123,44 @@ int inj_mem_read(struct inj_process *p, uint64_t addr, void *buf, size_t len)
 	return proc_mem_rw(p, false, addr, buf, len);
 }
 
+/* Ranges per process_vm_readv: well under IOV_MAX, on the stack. */
+#define READ_BATCH 256
+
+int inj_mem_read_spans(struct inj_process *p, const struct inj_mem_span *spans, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		struct iovec local[READ_BATCH], remote[READ_BATCH];
+		size_t k = n - done < READ_BATCH ? n - done : READ_BATCH, whole = 0;
+		ssize_t got;
+		int r;
+
+		for (size_t i = 0; i < k; i++) {
+			local[i] = (struct iovec){spans[done + i].buf, spans[done + i].len};
+			remote[i] = (struct iovec){(void *)(uintptr_t)spans[done + i].addr,
+						   spans[done + i].len};
+		}
+		got = process_vm_readv(p->pid, local, k, remote, k, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && errno == ESRCH)
+			return -ESRCH;
+		/* It stops at the first range it cannot read, never inside one. */
+		for (size_t sum = 0;
+		     got > 0 && whole < k && sum + spans[done + whole].len <= (size_t)got; whole++)
+			sum += spans[done + whole].len;
+		done += whole;
+		if (whole == k)
+			continue;
+		r = inj_mem_read(p, spans[done].addr, spans[done].buf, spans[done].len);
+		if (r < 0)
+			return r;
+		done++;
+	}
+	return 0;
+}
+
 int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t addr, const void *buf,
 		      size_t len)
 {
@@ -137,15 +175,17 @@ int inj_mem_write_via(struct inj_process *p, enum inj_mem_path path, uint64_t ad
 	return -EINVAL;
 }
 
-int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
-		  enum inj_mem_path *ret_path)
+/* Writes through the paths from first on, each after the one before fails. */
+static int mem_write_from(struct inj_process *p, enum inj_mem_path first, uint64_t addr,
+			  const void *buf, size_t len, enum inj_mem_path *ret_path)
 {
 	enum inj_mem_path path = INJ_MEM_VM;
-	int r;
+	int r = -EFAULT;
 
 	if (!len)
 		return 0;
-	r = inj_mem_write_via(p, INJ_MEM_VM, addr, buf, len);
+	if (first == INJ_MEM_VM)
+		r = inj_mem_write_via(p, INJ_MEM_VM, addr, buf, len);
 	if (r == -EFAULT && !p->mem_fd_write_denied) {
 		path = INJ_MEM_PROC_MEM;
 		r = inj_mem_write_via(p, path, addr, buf, len);
@@ -175,4 +215,16 @@ int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t 
 	if (r == 0 && ret_path)
 		*ret_path = path;
 	return r;
+}
+
+int inj_mem_write(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		  enum inj_mem_path *ret_path)
+{
+	return mem_write_from(p, INJ_MEM_VM, addr, buf, len, ret_path);
+}
+
+int inj_mem_write_ro(struct inj_process *p, uint64_t addr, const void *buf, size_t len,
+		     enum inj_mem_path *ret_path)
+{
+	return mem_write_from(p, INJ_MEM_PROC_MEM, addr, buf, len, ret_path);
 }

@@ -65,3 +65,15 @@ int inj_patch_undo(struct inj_process *proc, struct inj_patch *patches, size_t n
  * bytes there are not our jmp), -ESRCH, -errno.
  */
 int inj_patch_retarget(struct inj_process *proc, struct inj_patch *p, uint64_t target);
+
+/*
+ * inj_patch_retarget() for n patches, patches[i] to targets[i]: their sites
+ * are read together (inj_mem_read_spans()), sites less than a page apart as
+ * one range, and each range is written back at once with the jumps that are
+ * still ours re-pointed (the bytes between them as they were read, the world
+ * being stopped). results[i] gets what inj_patch_retarget() would have
+ * returned for patches[i] (when a site cannot be read, each patch is read on
+ * its own). 0, or -ESRCH or -ENOMEM with nothing retargeted.
+ */
+int inj_patch_retarget_all(struct inj_process *proc, struct inj_patch *const *patches,
+			   const uint64_t *targets, size_t n, int *results);

@@ -257,3 +257,13 @@ out:
 	rangeset_free(&blocked);
 	return r;
 }
+
+uint64_t place_break(const struct maps *m, uint64_t start_brk)
+{
+	uint64_t end = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (m->v[i].kind == MAPS_HEAP && m->v[i].end > end)
+			end = m->v[i].end;
+	return end ?: start_brk;
+}

@@ -44,6 +44,15 @@ struct place_request {
 int place_find(const struct maps *m, const struct place_request *req, uint64_t *ret_addr);
 
 /*
+ * The program break as far as placement needs it, from the maps alone: the
+ * kernel names [heap] the mapping that spans from start_brk to the break
+ * (show_map_vma()), so the highest end of one is the break rounded up to a
+ * page; with none the heap is empty and the break is start_brk (from
+ * /proc/PID/stat; 0 if unknown). 0 when neither tells.
+ */
+uint64_t place_break(const struct maps *m, uint64_t start_brk);
+
+/*
  * Fills ret with the union of every hazard range of req (heap growth, stack
  * growth, below mmap_min_addr, req->avoid, above PLACE_USER_TOP). 0 or -ENOMEM.
  */

@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "maps.h"
 #include "process.h"
 #include "procstat.h"
 #include "ptrace.h"
@@ -189,6 +191,7 @@ static int process_new(pid_t pid, const struct inj_settings *settings, struct in
 	p->pid = pid;
 	p->settings = *settings;
 	p->mem_fd = -1;
+	p->maps_fd = -1;
 	*ret = p;
 	return 0;
 }
@@ -203,7 +206,37 @@ void inj_process_free(struct inj_process *p)
 	free(p->children);
 	if (p->mem_fd >= 0)
 		close(p->mem_fd);
+	if (p->maps_fd >= 0)
+		close(p->maps_fd);
+	maps_free(p->maps);
 	free(p);
+}
+
+int inj_process_maps(struct inj_process *p, const struct maps **ret)
+{
+	struct maps *m;
+	int r;
+
+	if (p->maps && p->maps_runs == inj_ptrace_runs()) {
+		*ret = p->maps;
+		return 0;
+	}
+	if (p->maps_fd < 0) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/proc/%d/maps", p->pid);
+		p->maps_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->maps_fd < 0)
+			return errno == ENOENT ? -ESRCH : -errno;
+	}
+	r = maps_read_fd(p->maps_fd, &m);
+	if (r < 0)
+		return r;
+	maps_free(p->maps);
+	p->maps = m;
+	p->maps_runs = inj_ptrace_runs();
+	*ret = m;
+	return 0;
 }
 
 static int queue_child(struct inj_process *p, pid_t child, pid_t parent_tid, int event)
@@ -259,6 +292,7 @@ int inj_thread_note_stop(struct inj_thread *t, const struct inj_stop *st)
 	/* Only the vfork event leads into the wait; any other stop means it is over. */
 	t->vfork_wait = st->kind == INJ_STOP_EVENT && st->event == PTRACE_EVENT_VFORK &&
 			(t->proc->settings.options & PTRACE_O_TRACEVFORKDONE);
+	t->seccomp_data = st->kind == INJ_STOP_SECCOMP ? st->msg : 0;
 	switch (st->kind) {
 	case INJ_STOP_SIGNAL:
 		t->sig = st->sig;
@@ -397,24 +431,53 @@ int inj_process_adopt(pid_t pid, const struct inj_settings *settings, enum inj_s
 	return 0;
 }
 
-int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret)
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Waits for t's next stop, polling until the CLOCK_MONOTONIC time until
+ * (ns; 0: none) before it sleeps in waitpid().
+ */
+static int thread_wait(struct inj_thread *t, uint64_t until, struct inj_stop *ret)
 {
 	int status, r;
 
+	if (until && mono_ns() >= until)
+		until = 0;
 	for (;;) {
-		pid_t w = waitpid(t->tid, &status, __WALL);
+		pid_t w = waitpid(t->tid, &status, __WALL | (until ? WNOHANG : 0));
 		if (w == t->tid)
 			break;
 		if (w < 0 && errno == EINTR)
 			continue;
-		return w < 0 ? negerrno() : -EIO;
+		if (w < 0)
+			return negerrno();
+		if (w != 0)
+			return -EIO;
+		if (mono_ns() >= until)
+			until = 0;
 	}
 	r = inj_stop_decode(t->tid, status, ret);
 	if (r == -ESRCH) {
 		/* Vanished between the stop and our look at it (SIGKILL): its exit follows. */
-		return inj_thread_wait(t, ret);
+		return thread_wait(t, 0, ret);
 	}
 	return r;
+}
+
+int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret)
+{
+	return thread_wait(t, 0, ret);
+}
+
+int inj_thread_wait_soon(struct inj_thread *t, struct inj_stop *ret)
+{
+	return thread_wait(t, mono_ns() + INJ_WAIT_SPIN_NS, ret);
 }
 
 /*
@@ -444,6 +507,12 @@ void inj_process_exec_reset(struct inj_process *p, struct inj_thread *t)
 	}
 	p->mem_fd_write_denied = false;
 	p->syscall_insn = 0;
+	maps_free(p->maps);
+	p->maps = NULL;
+	if (p->maps_fd >= 0) {
+		close(p->maps_fd);
+		p->maps_fd = -1;
+	}
 }
 
 bool inj_thread_claim_parked_stop(struct inj_thread *t)
@@ -526,6 +595,12 @@ static bool stop_skips(const struct inj_thread *t, bool but_vfork)
 
 static int stop_world(struct inj_process *p, bool but_vfork)
 {
+	/*
+	 * Threads that were asked to trap usually do within microseconds: poll
+	 * for them, but for INJ_WAIT_SPIN_NS in all, since threads that wait
+	 * for a CPU are slowed by a tracer that keeps one.
+	 */
+	uint64_t until = mono_ns() + INJ_WAIT_SPIN_NS;
 	int r;
 
 	/* Threads that died under earlier remote work: their exits were reaped there. */
@@ -582,7 +657,7 @@ static int stop_world(struct inj_process *p, bool but_vfork)
 				i++;
 				continue;
 			}
-			r = inj_thread_wait(t, &st);
+			r = thread_wait(t, until, &st);
 		}
 		if (r == -ECHILD) {
 			/* Not our tracee any more (reaped as a zombie elsewhere). */
@@ -641,6 +716,62 @@ static int thread_retrap_group(struct inj_thread *t)
 	return st.kind == INJ_GONE ? -ESRCH : 0;
 }
 
+int inj_thread_getregs(struct inj_thread *t, struct user_regs_struct *ret)
+{
+	int r;
+
+	if (t->regs_cached && t->regs_stamp == inj_ptrace_regs_stamp(t->tid)) {
+		*ret = t->regs;
+		return 0;
+	}
+	r = inj_ptrace_getregs(t->tid, &t->regs);
+	t->regs_cached = r == 0;
+	if (r < 0)
+		return r;
+	t->regs_stamp = inj_ptrace_regs_stamp(t->tid);
+	*ret = t->regs;
+	return 0;
+}
+
+int inj_thread_setregs(struct inj_thread *t, const struct user_regs_struct *regs)
+{
+	int r = inj_ptrace_setregs(t->tid, regs);
+
+	t->regs_cached = r == 0;
+	if (r < 0)
+		return r;
+	t->regs = *regs;
+	t->regs_stamp = inj_ptrace_regs_stamp(t->tid);
+	return 0;
+}
+
+bool inj_thread_at_foreign_seccomp(const struct inj_thread *t)
+{
+	unsigned long mine = t->proc->settings.seccomp_data;
+
+	return t->stop == INJ_STOP_SECCOMP && mine && t->seccomp_data != mine;
+}
+
+/*
+ * What the kernel does with a SECCOMP_RET_TRACE that no tracer listens for:
+ * the syscall does not run and returns -ENOSYS. At the stop, a syscall
+ * number of -1 makes the kernel skip it, returning whatever rax holds.
+ */
+static int fail_foreign_seccomp(struct inj_thread *t)
+{
+	struct user_regs_struct regs;
+	int r;
+
+	if (!inj_thread_at_foreign_seccomp(t))
+		return 0;
+	r = inj_thread_getregs(t, &regs);
+	if (r < 0)
+		return r;
+	regs.orig_rax = (uint64_t)-1;
+	regs.rax = (uint64_t)-ENOSYS;
+	return inj_thread_setregs(t, &regs);
+}
+
 int inj_thread_resume(struct inj_thread *t)
 {
 	int req = t->proc->resume_with_syscall ? PTRACE_SYSCALL : PTRACE_CONT;
@@ -664,6 +795,11 @@ int inj_thread_resume(struct inj_thread *t)
 	switch (t->stop) {
 	case INJ_STOP_GROUP:
 		req = PTRACE_LISTEN;
+		break;
+	case INJ_STOP_SECCOMP:
+		r = fail_foreign_seccomp(t);
+		if (r < 0)
+			return r;
 		break;
 	case INJ_STOP_SIGNAL:
 		sig = (uint64_t)t->sig;
@@ -720,6 +856,7 @@ int inj_process_detach(struct inj_process *p)
 				(void)inj_ptrace(PTRACE_SETSIGINFO, t->tid, 0,
 						 (uint64_t)(uintptr_t)&t->siginfo);
 		}
+		(void)fail_foreign_seccomp(t);
 		/* A group-stop in effect is reinstated by the kernel at detach (__ptrace_unlink).
 		 */
 		pr = inj_ptrace(PTRACE_DETACH, t->tid, 0, sig);

@@ -59,6 +59,7 @@ struct inj_stop {
 int inj_stop_decode(pid_t tid, int status, struct inj_stop *ret);
 
 struct inj_process;
+struct maps;
 
 struct inj_thread {
 	struct inj_process *proc;
@@ -67,7 +68,8 @@ struct inj_thread {
 	int sig;	   /* INJ_STOP_SIGNAL: signal to deliver at resume, 0 = none */
 	bool have_siginfo; /* siginfo holds the original siginfo of sig */
 	siginfo_t siginfo;
-	int event;	 /* INJ_STOP_EVENT */
+	int event;		    /* INJ_STOP_EVENT */
+	unsigned long seccomp_data; /* INJ_STOP_SECCOMP: the filter's SECCOMP_RET_DATA */
 	int group_sig;	 /* the group-stop signal when the thread must return to group-stop */
 	bool new_thread; /* announced by PTRACE_EVENT_CLONE; its first stop is still due */
 	bool zombie;	 /* a thread-group leader that exited while others run: never traps */
@@ -78,6 +80,18 @@ struct inj_thread {
 	 * cannot trap before (the wait is killable only).
 	 */
 	bool vfork_wait;
+
+	/* The registers last read or set, valid while regs_stamp is inj_ptrace_regs_stamp(). */
+	bool regs_cached;
+	uint64_t regs_stamp;
+	struct user_regs_struct regs;
+
+	/* The syscall at a seccomp or syscall-entry stop, as inj_thread_request() read it. */
+	bool call_cached;
+	uint64_t call_stamp; /* inj_ptrace_regs_stamp() when read */
+	uint32_t call_arch;
+	long call_nr;
+	uint64_t call_args[6];
 
 	/* Remote-call state (see syscall.h). */
 	bool prepared;
@@ -90,6 +104,15 @@ struct inj_thread {
 /* How the process came to be traced. */
 struct inj_settings {
 	unsigned long options; /* PTRACE_O_* for PTRACE_SEIZE / PTRACE_SETOPTIONS */
+	/*
+	 * With PTRACE_O_TRACESECCOMP: the SECCOMP_RET_DATA of the tracer's own
+	 * filters. A seccomp stop with other data comes from a filter of the
+	 * process's own, whose SECCOMP_RET_TRACE, with no tracer listening,
+	 * fails the syscall with ENOSYS without running it (__seccomp_filter()):
+	 * resuming or detaching such a stop does that. 0: every seccomp stop is
+	 * the tracer's, and resuming it runs the syscall.
+	 */
+	unsigned long seccomp_data;
 };
 
 /* A child process announced by PTRACE_EVENT_FORK/VFORK (or a CLONE that made a process). */
@@ -118,6 +141,14 @@ struct inj_process {
 	    *children; /* new processes seen during stop/seize, for the caller to take */
 	size_t nchildren;
 	size_t children_cap;
+	int maps_fd;	    /* /proc/PID/maps, opened lazily; reopened after exec */
+	struct maps *maps;  /* the last /proc/PID/maps read (inj_process_maps()), or NULL */
+	uint64_t maps_runs; /* inj_ptrace_runs() when it was read */
+	/*
+	 * Nonzero: remote syscalls that a seccomp filter lets through when they
+	 * carry it (inj_seccomp_tagged()) get it in args[5], which they ignore.
+	 */
+	uint64_t syscall_tag;
 };
 
 /*
@@ -138,6 +169,15 @@ int inj_process_adopt(pid_t pid, const struct inj_settings *settings, enum inj_s
 
 /* Frees the object; does not touch the target. Accepts NULL. */
 void inj_process_free(struct inj_process *p);
+
+/*
+ * The target's /proc/PID/maps, read at most once while nothing could change
+ * it: every thread stopped, and no tracee let run since (inj_ptrace_runs();
+ * a remote syscall or call runs one). Needs every thread stopped (a running
+ * thread could change the mappings unseen). *ret stays valid until the next
+ * call that rereads, or the process is freed. 0, -ESRCH, -errno.
+ */
+int inj_process_maps(struct inj_process *p, const struct maps **ret);
 
 struct inj_thread *inj_process_thread(struct inj_process *p, pid_t tid);
 /* Adds a thread we trace (e.g. from PTRACE_EVENT_CLONE) in the given state. 0 or -ENOMEM. */
@@ -168,6 +208,21 @@ int inj_process_stop_but_vfork(struct inj_process *p);
 
 /* Resumes one stopped thread the way its stop requires. 0, -ESRCH, -errno. */
 int inj_thread_resume(struct inj_thread *t);
+
+/*
+ * The registers of stopped thread t: PTRACE_GETREGS once, then the same
+ * answer while t neither runs nor has its registers set (by anyone, through
+ * injector/ptrace.c). 0, -ESRCH, -errno.
+ */
+int inj_thread_getregs(struct inj_thread *t, struct user_regs_struct *ret);
+/* PTRACE_SETREGS, remembered for inj_thread_getregs(). 0, -ESRCH, -errno. */
+int inj_thread_setregs(struct inj_thread *t, const struct user_regs_struct *regs);
+
+/*
+ * t sits at a seccomp stop of a filter that is not the tracer's
+ * (inj_settings.seccomp_data): resuming it fails the syscall with ENOSYS.
+ */
+bool inj_thread_at_foreign_seccomp(const struct inj_thread *t);
 
 /* Resumes every stopped thread. Threads that vanished are dropped. 0 or -errno of the first real
  * failure. */
@@ -211,3 +266,14 @@ bool inj_early_stop_take(pid_t tid, int *ret_status);
 
 /* Waits for the next stop of exactly this thread. 0 or -errno (-ECHILD if not our tracee). */
 int inj_thread_wait(struct inj_thread *t, struct inj_stop *ret);
+
+/*
+ * The same for a stop that is due at once (a thread that runs one
+ * instruction or syscall for us): polls for up to INJ_WAIT_SPIN_NS before it
+ * sleeps. Going to sleep and being woken costs optd tens of microseconds
+ * more on an idle machine, whose CPUs sleep deeply, and much of a collision's
+ * time goes into such waits. inj_process_stop() polls for the threads it
+ * asked to trap, INJ_WAIT_SPIN_NS in all.
+ */
+#define INJ_WAIT_SPIN_NS 100000
+int inj_thread_wait_soon(struct inj_thread *t, struct inj_stop *ret);

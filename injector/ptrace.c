@@ -5,6 +5,7 @@
  * -errno results.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -55,10 +56,52 @@ const char *inj_ptrace_request_name(int request)
 	}
 }
 
+static uint64_t runs;
+/* Per tid slot: the last change to the registers of any tid of that slot. */
+#define REGS_SLOTS 1024
+static uint64_t regs_changes, regs_stamps[REGS_SLOTS];
+
+uint64_t inj_ptrace_runs(void)
+{
+	return runs;
+}
+
+uint64_t inj_ptrace_regs_stamp(pid_t tid)
+{
+	return regs_stamps[(unsigned)tid % REGS_SLOTS];
+}
+
+static bool sets_regs(int request)
+{
+	return request == PTRACE_SETREGS || request == PTRACE_POKEUSER ||
+	       request == PTRACE_SETREGSET || request == PTRACE_SETFPREGS;
+}
+
+static bool lets_run(int request)
+{
+	switch (request) {
+	case PTRACE_CONT:
+	case PTRACE_SYSCALL:
+	case PTRACE_SINGLESTEP:
+	case PTRACE_LISTEN:
+	case PTRACE_DETACH:
+	case PTRACE_SYSEMU:
+	case PTRACE_SYSEMU_SINGLESTEP:
+		return true;
+	default:
+		return false;
+	}
+}
+
 long inj_ptrace(int request, pid_t tid, uint64_t addr, uint64_t data)
 {
 	long r;
 
+	/* Counted even when it fails: a tracee that was woken by SIGKILL meanwhile runs anyway. */
+	if (lets_run(request))
+		runs++;
+	if (lets_run(request) || sets_regs(request))
+		regs_stamps[(unsigned)tid % REGS_SLOTS] = ++regs_changes;
 	errno = 0;
 	r = syscall(SYS_ptrace, (long)request, (long)tid, (long)addr, (long)data);
 	if (r < 0) {

@@ -51,9 +51,12 @@ int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t n
 	const struct maps_entry *stack = maps_find_kind(m, MAPS_STACK);
 	int r;
 
-	r = inj_region_brk(t, &req.brk);
-	if (r < 0)
-		return r;
+	req.brk = place_break(m, policy->start_brk);
+	if (!req.brk) {
+		r = inj_region_brk(t, &req.brk);
+		if (r < 0)
+			return r;
+	}
 
 	if (stack) {
 		req.stack_top = stack->end;
@@ -88,7 +91,11 @@ uint64_t inj_stack_limit(pid_t pid)
 
 uint64_t inj_mmap_min_addr(void)
 {
-	return read_u64_file("/proc/sys/vm/mmap_min_addr", 65536);
+	static uint64_t v; /* a sysctl that is set at boot: read once */
+
+	if (!v)
+		v = read_u64_file("/proc/sys/vm/mmap_min_addr", 65536) ?: 4096;
+	return v;
 }
 
 int inj_region_read_header(struct inj_process *p, uint64_t addr, struct optd_region_header *ret)
@@ -323,7 +330,7 @@ int inj_region_write_header(struct inj_process *p, const struct inj_region *r)
 	_Static_assert(offsetof(typeof(page), pieces) == OPTD_REGION_PIECES_OFFSET,
 		       "the piece table follows the header");
 	memcpy(page.pieces.v, r->pieces, r->n_pieces * sizeof(*r->pieces));
-	return inj_mem_write(p, r->base, &page, sizeof(page), NULL);
+	return inj_mem_write_ro(p, r->base, &page, sizeof(page), NULL);
 }
 
 void inj_region_free(struct inj_region *r)

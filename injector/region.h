@@ -32,14 +32,17 @@ struct inj_place_policy {
 	uint64_t stack_guard_gap; /* the kernel's stack_guard_gap, 1 MiB by default */
 	uint64_t gap;		  /* free bytes between the region and any mapping */
 	const struct rangeset *avoid;
+	uint64_t start_brk; /* where the heap starts (/proc/PID/stat), 0 if unknown */
 };
 
 /*
  * Finds a place for size bytes within rel32 reach of [near_start, near_end)
- * that keeps clear of the heap's growth (the current break, asked with a
- * remote brk(0) through t), the stack's growth (RLIMIT_STACK plus the guard
- * gap below the main stack) and mmap_min_addr. t must be stopped.
- * 0 and *ret_addr, -ENOSPC, -ESRCH, -errno.
+ * that keeps clear of the heap's growth (above the current break), the
+ * stack's growth (RLIMIT_STACK plus the guard gap below the main stack) and
+ * mmap_min_addr. The break is the end of the [heap] mapping in m (rounded up
+ * to a page), or policy->start_brk when m has none (an empty heap); only when
+ * neither is known is it asked with a remote brk(0) through t, which must
+ * then be stopped. 0 and *ret_addr, -ENOSPC, -ESRCH, -errno.
  */
 int inj_region_find_place(struct inj_thread *t, const struct maps *m, uint64_t near_start,
 			  uint64_t near_end, uint64_t size, uint64_t align,

@@ -150,27 +150,49 @@ static void classify(struct inj_request *req, uint64_t start_brk)
 	}
 }
 
-int inj_thread_request(struct inj_thread *t, uint64_t start_brk, struct inj_request *ret)
+/*
+ * The syscall t is stopped at: read once per stop (it is the registers'
+ * contents at the syscall's entry, which change only if t runs or they are
+ * set). 0, -EINVAL (not at such a stop), -ESRCH, -errno.
+ */
+static int thread_call(struct inj_thread *t)
 {
 	struct __ptrace_syscall_info info;
 	long n;
-	int r;
 
-	memset(ret, 0, sizeof(*ret));
+	if (t->call_cached && t->call_stamp == inj_ptrace_regs_stamp(t->tid))
+		return 0;
+	t->call_cached = false;
 	n = inj_ptrace(PTRACE_GET_SYSCALL_INFO, t->tid, sizeof(info), (uint64_t)(uintptr_t)&info);
 	if (n < 0)
 		return (int)n;
 	if (info.op == PTRACE_SYSCALL_INFO_SECCOMP) {
-		ret->nr = (long)info.seccomp.nr;
-		memcpy(ret->args, info.seccomp.args, sizeof(ret->args));
+		t->call_nr = (long)info.seccomp.nr;
+		memcpy(t->call_args, info.seccomp.args, sizeof(t->call_args));
 	} else if (info.op == PTRACE_SYSCALL_INFO_ENTRY) {
-		ret->nr = (long)info.entry.nr;
-		memcpy(ret->args, info.entry.args, sizeof(ret->args));
+		t->call_nr = (long)info.entry.nr;
+		memcpy(t->call_args, info.entry.args, sizeof(t->call_args));
 	} else {
 		return -EINVAL;
 	}
-	ret->arch = info.arch;
-	if (info.arch != AUDIT_ARCH_X86_64) {
+	t->call_arch = info.arch;
+	t->call_stamp = inj_ptrace_regs_stamp(t->tid);
+	t->call_cached = true;
+	return 0;
+}
+
+int inj_thread_request(struct inj_thread *t, uint64_t start_brk, struct inj_request *ret)
+{
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	r = thread_call(t);
+	if (r < 0)
+		return r;
+	ret->nr = t->call_nr;
+	memcpy(ret->args, t->call_args, sizeof(ret->args));
+	ret->arch = t->call_arch;
+	if (ret->arch != AUDIT_ARCH_X86_64) {
 		/* An i386 syscall (int $0x80) reaches only the low 4 GiB; its numbers differ. */
 		ret->kind = INJ_REQ_OTHER;
 		add_range(ret, 0, 1ULL << 32);

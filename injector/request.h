@@ -50,7 +50,9 @@ struct inj_request {
  * stop, is about to make (PTRACE_GET_SYSCALL_INFO) and describes it.
  * start_brk is the process's start_brk (/proc/PID/stat): a brk request
  * covers [start_brk, new break + one page), the page the kernel keeps free
- * below the next mapping. 0, -ESRCH, -EINVAL (not at such a stop), -errno.
+ * below the next mapping. The syscall is read once per stop (again only
+ * after t ran or its registers were set). 0, -ESRCH, -EINVAL (not at such a
+ * stop), -errno.
  */
 int inj_thread_request(struct inj_thread *t, uint64_t start_brk, struct inj_request *ret);
 

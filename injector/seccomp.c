@@ -55,6 +55,11 @@ static const int range_syscalls[] = {
     __NR_mseal,
 };
 
+bool inj_seccomp_tagged(long nr)
+{
+	return nr == __NR_munmap || nr == __NR_mprotect || nr == __NR_madvise || nr == __NR_mremap;
+}
+
 /*
  * Jump targets are labels. LABEL_NEXT is the instruction after the jump or,
  * given to a helper that emits several instructions, the one after the helper.
@@ -279,6 +284,25 @@ static void check_range(struct emitter *e, int addr, int len)
 	label_here(e, miss);
 }
 
+/* Jumps to ALLOW if args[5] is the tag; falls through otherwise. */
+static void check_tag(struct emitter *e)
+{
+	int untagged = label_new(e);
+
+	load_arg(e, 5, LO);
+	jump(e, BPF_JEQ, lo32(e->w->tag), LABEL_NEXT, untagged);
+	load_arg(e, 5, HI);
+	jump(e, BPF_JEQ, hi32(e->w->tag), e->allow, untagged);
+	label_here(e, untagged);
+}
+
+/* The tagged syscalls of the range kind: the tag first, then the range. */
+static void block_tagged_range(struct emitter *e, int label)
+{
+	label_here(e, label);
+	check_tag(e);
+}
+
 static void block_range(struct emitter *e, int label)
 {
 	label_here(e, label);
@@ -289,6 +313,8 @@ static void block_range(struct emitter *e, int label)
 static void block_mremap(struct emitter *e, int label)
 {
 	label_here(e, label);
+	if (e->w->tag)
+		check_tag(e);
 	check_range(e, 0, 1); /* the old range */
 	check_range(e, 0, 2); /* growing in place */
 	load_arg(e, 3, LO);   /* the flags live in the low word */
@@ -322,6 +348,8 @@ static void emit_filter(struct emitter *e)
 	const struct inj_guard_window *w = e->w;
 	int range = label_new(e), mremap = label_new(e), shmat = label_new(e);
 	int brk = label_new(e);
+	/* Falls through to range: the two blocks are emitted in this order. */
+	int tagged = w->tag ? label_new(e) : range;
 	/* A heap that starts at or above the window never grows into it. */
 	bool brk_can_reach = w->brk_start == 0 || w->brk_start < w->end;
 
@@ -334,13 +362,16 @@ static void emit_filter(struct emitter *e)
 	stmt(e, BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
 	jump(e, BPF_JSET, __X32_SYSCALL_BIT, e->trace, LABEL_NEXT);
 	for (size_t i = 0; i < ARRAY_SIZE(range_syscalls); i++)
-		jump(e, BPF_JEQ, (uint32_t)range_syscalls[i], range, LABEL_NEXT);
+		jump(e, BPF_JEQ, (uint32_t)range_syscalls[i],
+		     inj_seccomp_tagged(range_syscalls[i]) ? tagged : range, LABEL_NEXT);
 	jump(e, BPF_JEQ, __NR_mremap, mremap, LABEL_NEXT);
 	jump(e, BPF_JEQ, __NR_shmat, shmat, LABEL_NEXT);
 	if (brk_can_reach)
 		jump(e, BPF_JEQ, __NR_brk, brk, LABEL_NEXT);
 	jump(e, BPF_JEQ, __NR_process_madvise, e->trace, e->allow);
 
+	if (w->tag)
+		block_tagged_range(e, tagged);
 	block_range(e, range);
 	block_mremap(e, mremap);
 	if (brk_can_reach)
@@ -350,7 +381,7 @@ static void emit_filter(struct emitter *e)
 	label_here(e, e->allow);
 	stmt(e, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	label_here(e, e->trace);
-	stmt(e, BPF_RET | BPF_K, SECCOMP_RET_TRACE);
+	stmt(e, BPF_RET | BPF_K, SECCOMP_RET_TRACE | INJ_SECCOMP_DATA);
 }
 
 int inj_seccomp_build(const struct inj_guard_window *w, struct sock_filter **ret, size_t *ret_n)

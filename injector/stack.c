@@ -9,6 +9,13 @@
  * ELF/CFI lookup is libunwind-ptrace's: _UPT_find_proc_info() maps the
  * object file named in /proc/PID/maps and reads the target's .eh_frame_hdr
  * and .eh_frame through our access_mem; it never calls ptrace.
+ *
+ * libunwind-ptrace's state remembers one object: the last one looked up.
+ * A walk crosses objects at nearly every frame (the program, libc, the
+ * copies' originals), and each change rereads /proc/PID/maps and maps the
+ * object file again. So a synced unwinder keeps one such state per
+ * executable mapping (a module), chosen by address; each reads the maps
+ * once, at its first lookup, and then answers from its own image.
  */
 #include <errno.h>
 #include <libunwind-ptrace.h>
@@ -16,7 +23,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+#include "maps.h"
 #include "mem.h"
 #include "ptrace.h"
 #include "stack.h"
@@ -29,6 +38,8 @@
 #define RS_CACHE_SIZE 4096
 /* Remembered answers of at_sigreturn(), by ip (a power of two). */
 #define NSIGRET 256
+/* Ranges of code learnt about since the last flush; past this, flush and start over. */
+#define MAX_SEEN 1024
 
 struct line {
 	uint64_t base;
@@ -36,10 +47,49 @@ struct line {
 	uint8_t data[LINE_SIZE];
 };
 
+/*
+ * What a range of the address space holds, as far as unwinding cares: the
+ * same code lies at the same address exactly when two of these overlap and
+ * are equal.
+ */
+enum code_kind {
+	CODE_NONE = 0, /* nothing learnt from it: anonymous memory, data, unmapped */
+	CODE_FILE,     /* a file, mapped with its offset 0 at base */
+	CODE_VDSO,     /* the vDSO at base */
+	CODE_AREA,     /* translated code (struct inj_unwind_area), key in base */
+};
+
+struct code {
+	uint64_t start, end;
+	enum code_kind kind;
+	uint64_t dev, inode; /* CODE_FILE */
+	uint64_t base;
+};
+
+/* An executable mapping of a file or the vDSO, with libunwind-ptrace's state for it. */
+struct module {
+	struct code code;
+	void *upt; /* made at its first lookup: then holds its image and unwind table */
+};
+
 struct inj_unwinder {
 	struct inj_process *proc;
 	unw_addr_space_t as;
-	void *upt; /* libunwind-ptrace's state: the ELF image it has mapped, its unwind table */
+	void *upt; /* libunwind-ptrace's state when not synced: the last object it looked at */
+	/*
+	 * Synced (inj_unwinder_sync()) while no tracee ran since: lookups go to
+	 * the module of their address, sorted by start, and nowhere else.
+	 */
+	bool synced;
+	uint64_t synced_runs;
+	struct module *mods;
+	size_t n_mods;
+	/*
+	 * Where code lay that libunwind's rows and at_sigreturn()'s answers
+	 * may have come from, since they were last flushed: sorted, disjoint.
+	 */
+	struct code *seen;
+	size_t n_seen, cap_seen;
 	inj_stack_translate_fn *translate;
 	void *translate_opaque;
 	bool page_cache;
@@ -143,6 +193,48 @@ static void note_error(struct walk *w, int r)
 
 /* ---- the accessors libunwind calls ---- */
 
+/* The module holding ip, or NULL. */
+static struct module *module_of(struct inj_unwinder *u, uint64_t ip)
+{
+	size_t lo = 0, hi = u->n_mods;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		struct module *m = &u->mods[mid];
+
+		if (ip < m->code.start)
+			hi = mid;
+		else if (ip >= m->code.end)
+			lo = mid + 1;
+		else
+			return m;
+	}
+	return NULL;
+}
+
+/* libunwind-ptrace's lookup, in the state that answers for ip. */
+static int find_proc_info(struct walk *w, unw_addr_space_t as, uint64_t ip, unw_proc_info_t *pi,
+			  int need_unwind_info)
+{
+	struct inj_unwinder *u = w->u;
+	struct module *m;
+
+	if (!u->synced)
+		return _UPT_find_proc_info(as, ip, pi, need_unwind_info, u->upt);
+	m = module_of(u, ip);
+	if (!m)
+		return -UNW_ENOINFO; /* anonymous or unmapped code: libunwind-ptrace finds no file
+					either */
+	if (!m->upt) {
+		m->upt = _UPT_create(u->proc->pid);
+		if (!m->upt) {
+			note_error(w, -ENOMEM);
+			return -UNW_ENOMEM;
+		}
+	}
+	return _UPT_find_proc_info(as, ip, pi, need_unwind_info, m->upt);
+}
+
 static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_t *pi,
 			      int need_unwind_info, void *arg)
 {
@@ -167,8 +259,7 @@ static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_
 		}
 		r = u->translate(u->translate_opaque, at, &orig);
 		if (r == 0) {
-			r = _UPT_find_proc_info(as, before ? orig - 1 : orig, pi, need_unwind_info,
-						u->upt);
+			r = find_proc_info(w, as, before ? orig - 1 : orig, pi, need_unwind_info);
 			if (r < 0) {
 				w->noinfo = w->noinfo || r == -UNW_ENOINFO;
 				return r;
@@ -192,7 +283,7 @@ static int acc_find_proc_info(unw_addr_space_t as, unw_word_t ip, unw_proc_info_
 			return -UNW_ENOINFO;
 		}
 	}
-	r = _UPT_find_proc_info(as, ip, pi, need_unwind_info, u->upt);
+	r = find_proc_info(w, as, ip, pi, need_unwind_info);
 	if (r == -UNW_ENOINFO)
 		w->noinfo = true;
 	return r;
@@ -326,6 +417,14 @@ fail:
 	return -ENOMEM;
 }
 
+static void modules_free(struct module *mods, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (mods[i].upt)
+			_UPT_destroy(mods[i].upt);
+	free(mods);
+}
+
 void inj_unwinder_free(struct inj_unwinder *u)
 {
 	if (!u)
@@ -334,8 +433,26 @@ void inj_unwinder_free(struct inj_unwinder *u)
 		_UPT_destroy(u->upt);
 	if (u->as)
 		unw_destroy_addr_space(u->as);
+	modules_free(u->mods, u->n_mods);
+	free(u->seen);
 	free(u->lines);
 	free(u);
+}
+
+/* Drops libunwind's rows and at_sigreturn()'s answers. */
+static void forget_rows(struct inj_unwinder *u)
+{
+	unw_flush_cache(u->as, 0, 0);
+	memset(u->sigret, 0, sizeof(u->sigret));
+	u->n_seen = 0;
+}
+
+static void unsync(struct inj_unwinder *u)
+{
+	modules_free(u->mods, u->n_mods);
+	u->mods = NULL;
+	u->n_mods = 0;
+	u->synced = false;
 }
 
 int inj_unwinder_flush(struct inj_unwinder *u)
@@ -347,8 +464,8 @@ int inj_unwinder_flush(struct inj_unwinder *u)
 		return -ENOMEM;
 	_UPT_destroy(u->upt);
 	u->upt = upt;
-	unw_flush_cache(u->as, 0, 0);
-	memset(u->sigret, 0, sizeof(u->sigret));
+	unsync(u);
+	forget_rows(u);
 	return 0;
 }
 
@@ -362,6 +479,175 @@ int inj_unwinder_set_translate(struct inj_unwinder *u, inj_stack_translate_fn *f
 void inj_unwinder_set_page_cache(struct inj_unwinder *u, bool on)
 {
 	u->page_cache = on;
+}
+
+/* ---- what lies where: inj_unwinder_sync() ---- */
+
+static struct code code_of(const struct maps_entry *e, const struct inj_unwind_area *areas,
+			   size_t n_areas)
+{
+	struct code c = {.start = e->start, .end = e->end};
+
+	for (size_t i = 0; i < n_areas; i++) {
+		const struct inj_unwind_area *a = &areas[i];
+		if (e->start < a->end && e->end > a->start)
+			return (struct code){a->start, a->end, CODE_AREA, 0, 0, a->key};
+	}
+	if (e->kind == MAPS_VDSO) {
+		c.kind = CODE_VDSO;
+		c.base = e->start;
+	} else if (e->kind == MAPS_FILE && e->inode) {
+		c.kind = CODE_FILE;
+		c.dev = (uint64_t)e->dev_major << 32 | e->dev_minor;
+		c.inode = e->inode;
+		c.base = e->start - e->offset;
+	}
+	return c;
+}
+
+static bool same_code(const struct code *a, const struct code *b)
+{
+	return a->kind != CODE_NONE && a->kind == b->kind && a->dev == b->dev &&
+	       a->inode == b->inode && a->base == b->base;
+}
+
+/* The first seen range that ends after addr. */
+static size_t seen_from(const struct inj_unwinder *u, uint64_t addr)
+{
+	size_t lo = 0, hi = u->n_seen;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (u->seen[mid].end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Whether c lies where different code was learnt about. */
+static bool seen_differs(const struct inj_unwinder *u, const struct code *c)
+{
+	for (size_t i = seen_from(u, c->start); i < u->n_seen && u->seen[i].start < c->end; i++)
+		if (!same_code(&u->seen[i], c))
+			return true;
+	return false;
+}
+
+/*
+ * Adds c, merged with the equal ranges it overlaps or touches (no other
+ * range overlaps it: seen_differs() said so). 0 or -ENOMEM.
+ */
+static int seen_add(struct inj_unwinder *u, struct code c)
+{
+	size_t i = seen_from(u, c.start), j;
+
+	if (i > 0 && u->seen[i - 1].end == c.start && same_code(&u->seen[i - 1], &c))
+		i--;
+	j = i;
+	while (j < u->n_seen && u->seen[j].start <= c.end && same_code(&u->seen[j], &c)) {
+		if (u->seen[j].start < c.start)
+			c.start = u->seen[j].start;
+		if (u->seen[j].end > c.end)
+			c.end = u->seen[j].end;
+		j++;
+	}
+	if (i == j && u->n_seen == u->cap_seen) {
+		size_t cap = u->cap_seen ? u->cap_seen * 2 : 64;
+		struct code *v = realloc(u->seen, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		u->seen = v;
+		u->cap_seen = cap;
+	}
+	/* Replace seen[i, j) by c. */
+	if (i == j)
+		memmove(&u->seen[i + 1], &u->seen[i], (u->n_seen - i) * sizeof(c));
+	else if (j > i + 1)
+		memmove(&u->seen[i + 1], &u->seen[j], (u->n_seen - j) * sizeof(c));
+	u->n_seen += 1 - (j - i);
+	u->seen[i] = c;
+	return 0;
+}
+
+static bool is_module(const struct maps_entry *e, const struct code *c)
+{
+	return (e->prot & PROT_EXEC) && (c->kind == CODE_FILE || c->kind == CODE_VDSO);
+}
+
+/* The modules of m, keeping the state of those already known. 0 or -ENOMEM. */
+static int sync_modules(struct inj_unwinder *u, const struct maps *m,
+			const struct inj_unwind_area *areas, size_t n_areas)
+{
+	struct module *mods;
+	size_t n = 0, k = 0;
+
+	for (size_t i = 0; i < m->n; i++) {
+		struct code c = code_of(&m->v[i], areas, n_areas);
+		n += is_module(&m->v[i], &c);
+	}
+	mods = calloc(n ? n : 1, sizeof(*mods));
+	if (!mods)
+		return -ENOMEM;
+	n = 0;
+	for (size_t i = 0; i < m->n; i++) {
+		struct code c = code_of(&m->v[i], areas, n_areas);
+		if (!is_module(&m->v[i], &c))
+			continue;
+		mods[n].code = c;
+		/* Both lists are sorted: the old one is walked once. */
+		while (k < u->n_mods && u->mods[k].code.start < c.start)
+			k++;
+		if (k < u->n_mods && u->mods[k].code.start == c.start &&
+		    u->mods[k].code.end == c.end && same_code(&u->mods[k].code, &c)) {
+			mods[n].upt = u->mods[k].upt;
+			u->mods[k].upt = NULL;
+		}
+		n++;
+	}
+	modules_free(u->mods, u->n_mods);
+	u->mods = mods;
+	u->n_mods = n;
+	return 0;
+}
+
+int inj_unwinder_sync(struct inj_unwinder *u, const struct maps *m,
+		      const struct inj_unwind_area *areas, size_t n_areas)
+{
+	bool differs = false;
+	int r = 0;
+
+	for (size_t i = 0; i < m->n && !differs; i++) {
+		struct code c = code_of(&m->v[i], areas, n_areas);
+		/* Anything at all where code was learnt about, but that same code. */
+		c.start = m->v[i].start;
+		c.end = m->v[i].end;
+		differs = seen_differs(u, &c);
+	}
+	for (size_t i = 0; i < n_areas && !differs; i++)
+		differs = seen_differs(
+		    u, &(struct code){areas[i].start, areas[i].end, CODE_AREA, 0, 0, areas[i].key});
+	if (differs || u->n_seen > MAX_SEEN)
+		forget_rows(u);
+	for (size_t i = 0; i < m->n && r == 0; i++) {
+		struct code c = code_of(&m->v[i], areas, n_areas);
+		if (is_module(&m->v[i], &c))
+			r = seen_add(u, c);
+	}
+	for (size_t i = 0; i < n_areas && r == 0; i++)
+		r = seen_add(
+		    u, (struct code){areas[i].start, areas[i].end, CODE_AREA, 0, 0, areas[i].key});
+	if (r == 0)
+		r = sync_modules(u, m, areas, n_areas);
+	if (r < 0) {
+		unsync(u);
+		forget_rows(u);
+		return r;
+	}
+	u->synced = true;
+	u->synced_runs = inj_ptrace_runs();
+	return 0;
 }
 
 /* ---- the walk ---- */
@@ -461,10 +747,15 @@ int inj_stack_walk(struct inj_unwinder *u, struct inj_thread *t, struct inj_fram
 		return -ESRCH;
 	if (t->stop == INJ_RUNNING)
 		return -EBUSY;
+	if (u->synced && u->synced_runs != inj_ptrace_runs()) {
+		/* The target ran since the sync: what it said may be wrong now. */
+		unsync(u);
+		forget_rows(u);
+	}
 	if (t->prepared) {
 		w.regs = t->saved_regs;
 	} else {
-		r = inj_ptrace_getregs(t->tid, &w.regs);
+		r = inj_thread_getregs(t, &w.regs);
 		if (r < 0)
 			return r;
 	}

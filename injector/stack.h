@@ -12,6 +12,14 @@
  * out per instruction is cached per address space (UNW_CACHE_GLOBAL) in an
  * inj_unwinder, one per process.
  *
+ * An unwinder told what the address space holds (inj_unwinder_sync(), once
+ * per stop of the world) keeps, across walks and stops, one
+ * libunwind-ptrace state per executable mapping (its ELF image and unwind
+ * table) and libunwind's rows, for as long as the same code stays at the
+ * same addresses; without it, libunwind-ptrace rereads /proc/PID/maps and
+ * maps the object file again whenever a walk goes from one object to
+ * another.
+ *
  * Code without unwind info (optd's copies) is walked with the original's CFI
  * through a translate hook (inj_unwinder_set_translate): the copier keeps the
  * original's stack layout instruction by instruction, so the original's CFI
@@ -28,6 +36,7 @@
 #include "process.h"
 
 struct inj_unwinder;
+struct maps;
 
 /*
  * One frame, innermost first. Frame 0 is where the thread stopped; frame i+1
@@ -97,12 +106,40 @@ int inj_unwinder_new(struct inj_process *p, struct inj_unwinder **ret);
 void inj_unwinder_free(struct inj_unwinder *u);
 
 /*
- * Drops everything cached about the target's code: call it when the
- * executable mappings change (dlopen/dlclose, exec, optd moved or removed
- * copies) and after changing the translate hook's answers. Until it
- * succeeds, walks may use rows of code that is gone. 0 or -ENOMEM.
+ * Drops everything cached about the target's code, and what the last
+ * inj_unwinder_sync() said. Without syncs, call it when the executable
+ * mappings change (dlopen/dlclose, exec, optd moved or removed copies); with
+ * or without, after the translate hook's answers change for code that stays
+ * where it is. Until it succeeds, walks may use rows of code that is gone.
+ * 0 or -ENOMEM.
  */
 int inj_unwinder_flush(struct inj_unwinder *u);
+
+/*
+ * Code the translate hook answers for: [start, end) holds the same code at
+ * the same addresses wherever key is the same (for optd's region: its base,
+ * while what it holds is unchanged; pieces of it moved apart would be areas
+ * of their own, with a key each that tells where their offset 0 would be).
+ */
+struct inj_unwind_area {
+	uint64_t start, end;
+	uint64_t key;
+};
+
+/*
+ * Tells the unwinder what the target's address space holds in this stop of
+ * the world: m, read while every thread was stopped and none ran since
+ * (inj_process_maps()), and the areas of translated code. What it has
+ * learnt about code that is still where it was, the same, is kept; if any
+ * mapping now lies where different code was learnt about, every row is
+ * dropped (libunwind flushes all or nothing). Walks until the target next
+ * runs then find each executable mapping's unwind table without reading
+ * /proc/PID/maps; a walk after the target ran, without a new sync, first
+ * forgets everything. 0 or -ENOMEM (the unwinder then knows nothing, and
+ * walks as if never synced).
+ */
+int inj_unwinder_sync(struct inj_unwinder *u, const struct maps *m,
+		      const struct inj_unwind_area *areas, size_t n_areas);
 
 /*
  * Sets (fn non-NULL) or clears the translate hook, and flushes (0 or

@@ -12,6 +12,7 @@
 #include "maps.h"
 #include "mem.h"
 #include "ptrace.h"
+#include "seccomp.h"
 #include "syscall.h"
 #include "util.h"
 
@@ -183,7 +184,7 @@ int inj_thread_prepare(struct inj_thread *t)
 		if (r < 0)
 			return r;
 	}
-	r = inj_ptrace_getregs(t->tid, &t->saved_regs);
+	r = inj_thread_getregs(t, &t->saved_regs);
 	if (r < 0)
 		return r;
 	if (t->stop == INJ_STOP_SIGNAL && t->sig && !t->have_siginfo) {
@@ -218,7 +219,7 @@ int inj_thread_cure(struct inj_thread *t)
 		regs.rip -= SYSCALL_INSN_LEN;
 		regs.rax = regs.orig_rax;
 	}
-	r = inj_ptrace_setregs(t->tid, &regs);
+	r = inj_thread_setregs(t, &regs);
 	pr = inj_ptrace(PTRACE_SETSIGMASK, t->tid, sizeof(uint64_t),
 			(uint64_t)(uintptr_t)&t->saved_sigmask);
 	r2 = pr < 0 ? (int)pr : 0;
@@ -264,7 +265,7 @@ static int wait_remote_done(struct inj_thread *t, int req, bool want_exit,
 	int r;
 
 	for (;;) {
-		r = inj_thread_wait(t, &st);
+		r = inj_thread_wait_soon(t, &st);
 		if (r < 0)
 			return r;
 		if (want_exit && st.kind == INJ_STOP_SYSCALL_EXIT) {
@@ -388,12 +389,17 @@ static int syscall_swapped(struct inj_thread *t, long nr, const long args[6], lo
 	return r ?: r2;
 }
 
-int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long args[6])
+int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long args_in[6])
 {
 	bool auto_prepared = false;
 	uint64_t addr = 0;
-	long result = 0;
+	long result = 0, args[6];
 	int r, r2;
+
+	memcpy(args, args_in, sizeof(args));
+	/* Through optd's own filter without a stop of its own: the tag is ignored by the kernel. */
+	if (t->proc->syscall_tag && !args[5] && inj_seccomp_tagged(nr))
+		args[5] = (long)t->proc->syscall_tag;
 
 	if (!t->prepared) {
 		r = inj_thread_prepare(t);

@@ -29,7 +29,10 @@ int inj_thread_cure(struct inj_thread *t);
 
 /*
  * Runs syscall nr with up to six arguments in thread t (prepared or not; an
- * unprepared thread is prepared and cured around the call).
+ * unprepared thread is prepared and cured around the call). A syscall that
+ * ignores args[5] and that seccomp filters let through when it carries the
+ * process's syscall_tag there (inj_seccomp_tagged()) gets the tag when
+ * args[5] is 0.
  */
 int inj_syscall_v(struct inj_thread *t, long nr, long *ret_result, const long args[6]);
 #define inj_syscall(t, nr, ret_result, ...)                                                        \

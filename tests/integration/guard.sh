@@ -11,10 +11,13 @@
 # native run's, and the statistics must show the collision
 # (collisions.<kind>, collisions.total, traps.colliding, region.moves all at
 # least 1). Requests that fail natively for their own reasons (`fails`) must
-# fail the same way; they need not count as collisions. One kind runs again
-# with --no-seccomp (`noseccomp`), and one (`partial`: threads in copies)
-# with a request for two pages among the copies, of which only those pages,
-# widened to whole copies, move: the region ends up in 3 pieces. A C++ program's heap grows into the
+# fail the same way; they need not count as collisions. A program with a
+# SECCOMP_RET_TRACE filter of its own (`ownfilter`) sees the syscalls it
+# traces fail with ENOSYS, as with no tracer, even the one aimed at the
+# region. One kind runs again with --no-seccomp (`noseccomp`), and one
+# (`partial`: threads in copies) with a request for two pages among the
+# copies, of which only those pages, widened to whole copies, move: the
+# region ends up in 3 pieces. A C++ program's heap grows into the
 # region after exceptions were thrown through relocated frames (`cxxthrow`).
 # A vfork child's request collides with the region of the address space it
 # borrows, while its parent is blocked in vfork inside relocated code
@@ -62,7 +65,7 @@ setarch -R true 2>/dev/null || skip "setarch -R fails here: cannot turn address-
 COLLIDE=$TGT_DIR/collide
 ALL_KINDS=(mmap_fixed mmap_noreplace mmap_hint brk mremap_grow mremap_fixed mremap_dontunmap
 	munmap mprotect madvise shmat stack threads signal fork vfork vfork_thread vfork_wide exec
-	fails all noseccomp budget partial)
+	fails ownfilter all noseccomp budget partial)
 read -r -a KINDS <<<"${GUARD_KINDS:-${ALL_KINDS[*]}}"
 : "${GUARD_TIMEOUT:=20}"
 
@@ -73,7 +76,7 @@ declare -A COLLISION=(
 	[munmap]=munmap [mprotect]=mprotect [madvise]=madvise [shmat]=shmat [stack]=stack
 	[threads]=mmap [signal]=mmap [fork]=mmap [vfork]=mmap [vfork_thread]=mmap [vfork_wide]=mmap
 	[exec]=mmap
-	[fails]="" [all]=mmap
+	[fails]="" [ownfilter]=mmap [all]=mmap
 	[noseccomp]=mmap [budget]=mmap [partial]=mmap
 )
 # A line each native run must print: proof that ADDR was chosen so that the
@@ -99,6 +102,7 @@ declare -A NATIVE_SHOWS=(
 	[vfork_wide]='^vfork_wide: mmap\([-+]0x[0-9a-f]+, 0x100000, rw-, PRIVATE\|FIXED_NOREPLACE\|ANON\) = [-+]0x[0-9a-f]+$'
 	[exec]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[fails]='^fails: shmat\(-1, \+0x0, 0\) = -1 EINVAL$'
+	[ownfilter]='^ownfilter: mmap\(\+0x0, 0x100000, r--, PRIVATE\|FIXED\|ANON\) = -1 ENOSYS$'
 	[all]='^== fork$'
 	[noseccomp]='^mmap_fixed: mmap\(\+0x0, 0x100000, rw-, PRIVATE\|FIXED\|ANON\) = \+0x0$'
 	[partial]='^threads: thread 3: mismatches 0, result [0-9a-f]{16}$'
@@ -168,6 +172,13 @@ check_optd() {
 	at_least "$json" traps.colliding 1
 	at_least "$json" region.moves 1
 	case $kind in
+	ownfilter)
+		# The stops of the program's own filter are not optd's traps: as many as mmap_fixed's.
+		if [[ -s $T/mmap_fixed.json ]]; then
+			expect_eq "ownfilter: traps.total against mmap_fixed's" \
+				"$(json_get "$json" traps.total)" "$(json_get "$T/mmap_fixed.json" traps.total)"
+		fi
+		;;
 	threads) at_least "$json" threads 5 ;;
 	fork | vfork) at_least "$json" processes 2 ;;
 	vfork_thread)

@@ -63,6 +63,11 @@
  *   exec              re-executes itself (/proc/self/exe) as mmap_fixed;
  *   fails             requests into the range that fail natively for their
  *                     own reasons (EBADF, EINVAL, ...);
+ *   ownfilter         installs a seccomp filter of its own that returns
+ *                     SECCOMP_RET_TRACE (data 0) for getppid and for an mmap
+ *                     at ADDR asking for r-- alone: with no tracer both fail
+ *                     with ENOSYS and change nothing; then mmap_fixed's
+ *                     requests, which the filter lets through;
  *   all               every KIND above that needs no special ADDR (not
  *                     layout, brk, stack, stack_touch, exec), each after a
  *                     "== KIND" line;
@@ -104,6 +109,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -111,6 +117,7 @@
 #include <sys/ipc.h>
 #include <sys/prctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/syscall.h>
@@ -1549,6 +1556,42 @@ static void kind_detached(void)
 	cur = "detached";
 }
 
+/* ---- a seccomp filter of the program's own ---- */
+
+static void kind_ownfilter(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 9),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getppid, 8, 0),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_mmap, 0, 6),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)base, 0, 4),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 4),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)((uint64_t)base >> 32), 0, 2),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PROT_READ, 1, 0),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRACE),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	long r;
+	int e;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+		setup_error("cannot install a seccomp filter: %s", strerror(errno));
+		return;
+	}
+	r = syscall(SYS_getppid);
+	e = errno;
+	emit("%s: getppid() = %s", cur, r < 0 ? failed(e) : "the parent");
+	/* No maps line here: natively the range is empty, and under optd its region is there. */
+	x_mmap(base, span, PROT_READ, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1);
+	kind_mmap_fixed();
+}
+
 /* ---- layout ---- */
 
 static void kind_layout(void)
@@ -1607,6 +1650,7 @@ static const struct kind {
     {"stack", kind_stack, false},
     {"stack_touch", kind_stack_touch, false},
     {"fails", kind_fails, true},
+    {"ownfilter", kind_ownfilter, false},
     {"signal", kind_signal, true},
     {"threads", kind_threads, true},
     {"fork", kind_fork, true},

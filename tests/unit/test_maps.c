@@ -812,13 +812,33 @@ START_TEST(test_read_many)
 		ck_assert_ptr_null(e->path);
 	}
 
-	/* A change shows up in the next read, and the models differ. */
+	/* The same through an fd kept open, read twice (this process's own allocations aside). */
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	for (int k = 0; k < 2; k++) {
+		ck_assert_int_eq(maps_read_fd(fd, &again), 0);
+		for (size_t i = 0; i < pages; i++) {
+			const struct maps_entry *e = maps_find(again, (uintptr_t)base + i * 4096);
+			ck_assert_ptr_nonnull(e);
+			ck_assert_uint_eq(e->start, (uintptr_t)base + i * 4096);
+			ck_assert_uint_eq(e->prot, i % 2 ? 0 : PROT_READ);
+		}
+		maps_free(again);
+	}
+
+	/* A change shows up in the next read, and the models differ; through the fd too. */
 	ck_assert_int_eq(munmap(base + 4096, 2 * 4096), 0);
 	ck_assert_int_eq(maps_read(getpid(), &again), 0);
 	ck_assert_ptr_null(maps_find(again, (uintptr_t)base + 4096));
 	ck_assert_ptr_null(maps_find(again, (uintptr_t)base + 2 * 4096));
 	ck_assert_ptr_nonnull(maps_find(again, (uintptr_t)base + 3 * 4096));
 	ck_assert(!maps_equal(m, again));
+	maps_free(m);
+	ck_assert_int_eq(maps_read_fd(fd, &m), 0);
+	ck_assert_ptr_null(maps_find(m, (uintptr_t)base + 4096));
+	ck_assert_ptr_null(maps_find(m, (uintptr_t)base + 2 * 4096));
+	ck_assert_ptr_nonnull(maps_find(m, (uintptr_t)base + 3 * 4096));
+	close(fd);
 	maps_free(again);
 	maps_free(m);
 	munmap(base, pages * 4096);

@@ -31,6 +31,12 @@ __attribute__((noinline)) int patch_g(int x)
 	return x * 100;
 }
 
+__attribute__((noinline)) int patch_h(int x)
+{
+	__asm__ volatile("" ::: "memory");
+	return x - 1000;
+}
+
 /* A function whose entry is a tight loop: a thread that calls it sits inside its first bytes. */
 __asm__(".text\n"
 	".globl patch_spin\n"
@@ -150,6 +156,51 @@ START_TEST(test_apply_and_undo)
 	ck_assert_mem_eq(now, p.orig, INJ_PATCH_LEN);
 	ck_assert_int_eq(inj_process_resume(c.proc), 0);
 	ck_assert_int_eq(child_call(&c), 8);
+	child_stop(&c);
+}
+END_TEST
+
+/* Retargeting several patches at once: each gets its own answer. */
+START_TEST(test_retarget_all)
+{
+	struct child c;
+	struct inj_patch p, stale, unapplied;
+	struct inj_patch *pp[3] = {&p, &stale, &unapplied};
+	uint64_t targets[3] = {(uint64_t)(uintptr_t)patch_h, (uint64_t)(uintptr_t)patch_h,
+			       (uint64_t)(uintptr_t)patch_h};
+	int results[3] = {1, 1, 1};
+	uint8_t now[INJ_PATCH_LEN];
+
+	child_start(&c);
+	ck_assert_int_eq(inj_process_stop(c.proc), 0);
+	p = patch_f_to_g(&c);
+	ck_assert_int_eq(inj_patch_apply(c.proc, &p, 1), 0);
+	/* Applied, as far as it knows, but patch_g's entry holds no jmp of ours. */
+	ck_assert_int_eq(inj_mem_read(c.proc, (uint64_t)(uintptr_t)patch_g, now, sizeof(now)), 0);
+	ck_assert_int_eq(inj_patch_prepare((uint64_t)(uintptr_t)patch_g,
+					   (uint64_t)(uintptr_t)patch_f, now, &stale),
+			 0);
+	stale.applied = true;
+	unapplied = p;
+	unapplied.applied = false;
+	/* The code between the sites, which is written back as it was read. */
+	uint64_t lo = p.addr < stale.addr ? p.addr : stale.addr;
+	uint64_t hi = p.addr < stale.addr ? stale.addr : p.addr;
+	static uint8_t between[2][4096];
+	size_t blen = hi - lo - INJ_PATCH_LEN < sizeof(between[0]) ? hi - lo - INJ_PATCH_LEN
+								   : sizeof(between[0]);
+	ck_assert_int_eq(inj_mem_read(c.proc, lo + INJ_PATCH_LEN, between[0], blen), 0);
+	ck_assert_int_eq(inj_patch_retarget_all(c.proc, pp, targets, 3, results), 0);
+	ck_assert_int_eq(inj_mem_read(c.proc, lo + INJ_PATCH_LEN, between[1], blen), 0);
+	ck_assert_mem_eq(between[0], between[1], blen);
+	ck_assert_int_eq(results[0], 0);
+	ck_assert_int_eq(results[1], -ESTALE);
+	ck_assert_int_eq(results[2], -EINVAL);
+	ck_assert_uint_eq(p.target, (uint64_t)(uintptr_t)patch_h);
+	ck_assert_int_eq(inj_mem_read(c.proc, p.addr, now, sizeof(now)), 0);
+	ck_assert_mem_eq(now, p.jmp, INJ_PATCH_LEN);
+	ck_assert_int_eq(inj_process_resume(c.proc), 0);
+	ck_assert_int_eq(child_call(&c), 7 - 1000);
 	child_stop(&c);
 }
 END_TEST
@@ -302,6 +353,7 @@ static Suite *patch_suite(void)
 	TCase *tc = tcase_create("patch");
 
 	tcase_add_test(tc, test_apply_and_undo);
+	tcase_add_test(tc, test_retarget_all);
 	tcase_add_test(tc, test_thread_inside_patch);
 	tcase_add_test(tc, test_stale_site);
 	tcase_add_test(tc, test_out_of_reach);

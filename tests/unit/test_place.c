@@ -643,6 +643,35 @@ START_TEST(test_recorded)
 }
 END_TEST
 
+/* The break from the maps: the highest end of a [heap] mapping, else start_brk. */
+static const struct break_case {
+	const char *text;
+	uint64_t start_brk, want;
+} break_cases[] = {
+    {"555555554000-555555555000 r--p 00000000 08:01 42 /bin/x\n"
+     "555555559000-55555557a000 rw-p 00000000 00:00 0 [heap]\n"
+     "7ffffffde000-7ffffffff000 rw-p 00000000 00:00 0 [stack]\n",
+     0x555555559000, 0x55555557a000},
+    /* Split by an mprotect: the break is at the end of the last part. */
+    {"555555559000-555555560000 rw-p 00000000 00:00 0 [heap]\n"
+     "555555560000-555555561000 r--p 00000000 00:00 0 [heap]\n"
+     "555555561000-55555557a000 rw-p 00000000 00:00 0 [heap]\n",
+     0x555555559000, 0x55555557a000},
+    /* No heap: empty, the break is where it starts; unknown without start_brk. */
+    {"555555554000-555555555000 r--p 00000000 08:01 42 /bin/x\n", 0x555555559000, 0x555555559000},
+    {"555555554000-555555555000 r--p 00000000 08:01 42 /bin/x\n", 0, 0},
+};
+
+START_TEST(test_break)
+{
+	const struct break_case *c = &break_cases[_i];
+	struct maps *m = model(c->text);
+
+	ck_assert_uint_eq(place_break(m, c->start_brk), c->want);
+	maps_free(m);
+}
+END_TEST
+
 /* Many request shapes on every dump, against the oracle. */
 START_TEST(test_recorded_variants)
 {
@@ -823,6 +852,7 @@ static Suite *place_suite(void)
 	tcase_add_loop_test(tc, test_hazards, 0, ARRAY_SIZE(hazards_cases));
 	tcase_add_loop_test(tc, test_recorded, 0, ARRAY_SIZE(recorded_cases));
 	tcase_add_loop_test(tc, test_recorded_variants, 0, ARRAY_SIZE(recorded_cases));
+	tcase_add_loop_test(tc, test_break, 0, ARRAY_SIZE(break_cases));
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 

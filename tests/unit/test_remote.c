@@ -18,6 +18,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -44,6 +45,7 @@
 #include "log.h"
 #include "maps.h"
 #include "mem.h"
+#include "place.h"
 #include "process.h"
 #include "ptrace.h"
 #include "region.h"
@@ -1474,6 +1476,48 @@ START_TEST(test_seccomp_stop)
 }
 END_TEST
 
+/*
+ * A stop of a filter that is not the tracer's (other SECCOMP_RET_DATA) is
+ * resumed as without a tracer: the syscall fails with ENOSYS, unrun. _i: 0
+ * resumed, 1 detached at that stop.
+ */
+START_TEST(test_seccomp_foreign)
+{
+	struct inj_settings set = {.options = OPTIONS, .seccomp_data = DATA_WRITE};
+	unsigned long data = DATA_GETPPID;
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+	char out[64];
+	long r[3];
+	int st;
+
+	child_filter = true;
+	c = spawn(child_sys);
+	expect_ready(c);
+	ck_assert_int_eq(inj_process_seize(c->pid, &set, &d.p), 0);
+	track(d.p);
+	send(c, "g");
+	/* write's stop is the tracer's: it runs; getppid's is not. */
+	t = drive(&d, want_seccomp, &data, NULL);
+	ck_assert(inj_thread_at_foreign_seccomp(t));
+	ck_assert_int_eq((long)regs_of(t->tid).orig_rax, SYS_getppid);
+	if (_i == 0) {
+		assert_exit0(finish(&d));
+	} else {
+		ck_assert_int_eq(inj_process_stop(d.p), 0);
+		ck_assert_int_eq(inj_process_detach(d.p), 0);
+		untrack_free(d.p);
+		ck_assert_int_eq(waitpid(c->pid, &st, 0), c->pid);
+		assert_exit0(st);
+	}
+	get_report(c, r, sizeof(r));
+	ck_assert_int_eq(r[0], 5);
+	ck_assert_int_eq(r[1], -1);
+	ck_assert_uint_eq(read_all(c->out, out, sizeof(out)), 5);
+}
+END_TEST
+
 /* ---- 8. event stops ---- */
 
 static const struct event_case {
@@ -1776,6 +1820,24 @@ START_TEST(test_mem_read)
 			ck_assert_msg(back[j] == pattern(reads[i].off + j), "read %zu byte %zu", i,
 				      j);
 	}
+	/* Many small ranges at once: PROT_NONE and a hole among them. */
+	{
+		static const size_t offs[] = {
+		    0, 4093, AREA_RO * PG - 2, AREA_NONE * PG + 1, AREA_RO * PG + 40, 5 * 8};
+		struct inj_mem_span spans[ARRAY_SIZE(offs)];
+		unsigned char many[ARRAY_SIZE(offs) * 8];
+
+		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
+			spans[i] = (struct inj_mem_span){(uint64_t)(uintptr_t)area + offs[i],
+							 3 + i % 6, many + i * 8};
+		ck_assert_int_eq(inj_mem_read_spans(d.p, spans, ARRAY_SIZE(offs)), 0);
+		for (size_t i = 0; i < ARRAY_SIZE(offs); i++)
+			for (size_t j = 0; j < spans[i].len; j++)
+				ck_assert_msg(many[i * 8 + j] == pattern(offs[i] + j),
+					      "range %zu byte %zu", i, j);
+		spans[2].addr = (uint64_t)(uintptr_t)area + AREA_HOLE * PG;
+		ck_assert_int_eq(inj_mem_read_spans(d.p, spans, ARRAY_SIZE(offs)), -EFAULT);
+	}
 	ck_assert_int_eq(inj_process_stop(d.p), 0);
 	model_init(model);
 	check_mem_dump(c, &d, model, 1, (const unsigned char *)(uintptr_t)test_remote_patch_me);
@@ -1813,6 +1875,14 @@ START_TEST(test_mem_write_protected)
 	memcpy(model + AREA_RO * PG - 6, data, 13);
 	ck_assert_int_eq(inj_mem_read(d.p, base + AREA_RO * PG - 6, back, 13), 0);
 	ck_assert_mem_eq(back, data, 13);
+	/* inj_mem_write_ro: /proc/PID/mem from the start, read-only or not. */
+	ck_assert_int_eq(inj_mem_write_ro(d.p, base + AREA_RO * PG + 200, data + 1, 9, &path), 0);
+	ck_assert_int_eq(path, INJ_MEM_PROC_MEM);
+	memcpy(model + AREA_RO * PG + 200, data + 1, 9);
+	path = INJ_MEM_VM;
+	ck_assert_int_eq(inj_mem_write_ro(d.p, base + AREA_RO * PG - 40, data + 2, 5, &path), 0);
+	ck_assert_int_eq(path, INJ_MEM_PROC_MEM);
+	memcpy(model + AREA_RO * PG - 40, data + 2, 5);
 	/* r-x code. */
 	ck_assert_int_eq(inj_mem_write(d.p, (uint64_t)(uintptr_t)test_remote_patch_me, patch,
 				       sizeof(patch), &path),
@@ -1892,6 +1962,18 @@ static void assert_region_mapped(pid_t pid, uint64_t addr, uint64_t size)
 	maps_free(m);
 }
 
+/* A child_read blocked in its read(), seized and stopped: its only thread. */
+static struct inj_thread *read_child_stopped(struct drive *d, struct child **ret_c)
+{
+	struct child *c = spawn(child_read);
+
+	expect_ready(c);
+	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
+	d->p = seize_stopped(c->pid);
+	*ret_c = c;
+	return d->p->threads[0];
+}
+
 /* _i: 0 = 16 pages, 1 = 4 MiB + a page, 2 MiB aligned (huge-page advice). */
 START_TEST(test_region)
 {
@@ -1910,11 +1992,7 @@ START_TEST(test_region)
 	struct child *c;
 	struct maps *m;
 
-	c = spawn(child_read);
-	expect_ready(c);
-	wait_blocked(c->pid, c->pid, SYS_read, c->cmd_fd);
-	d.p = seize_stopped(c->pid);
-	t = d.p->threads[0];
+	t = read_child_stopped(&d, &c);
 	text_before = maps_text(c->pid);
 	sig_before = sigstate_of(c->pid, t->tid);
 	m = maps_of(c->pid);
@@ -2080,6 +2158,50 @@ START_TEST(test_region_pieces)
 }
 END_TEST
 
+/*
+ * ---- 11a. registers, read once per stop ----
+ * inj_thread_getregs() answers from what it read until the thread runs or
+ * anyone sets its registers, through the cache or not.
+ */
+START_TEST(test_regs_cache)
+{
+	struct user_regs_struct a, b, raw;
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+
+	t = read_child_stopped(&d, &c);
+	ck_assert_int_eq(inj_thread_getregs(t, &a), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&a, &raw, sizeof(raw));
+	ck_assert_mem_eq(&b, &raw, sizeof(raw));
+
+	/* Set behind the cache's back: read again. */
+	raw.r12 ^= 0x5a5a;
+	ck_assert_int_eq(inj_ptrace_setregs(t->tid, &raw), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	ck_assert_uint_eq(b.r12, a.r12 ^ 0x5a5a);
+	/* Set through it: remembered, and what the kernel holds. */
+	ck_assert_int_eq(inj_thread_setregs(t, &a), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	ck_assert_mem_eq(&b, &a, sizeof(a));
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&raw, &a, sizeof(a));
+
+	/* A remote syscall runs the thread: the registers after it are its own again. */
+	long res = 0;
+	ck_assert_int_eq(inj_syscall(t, SYS_getpid, &res, 0), 0);
+	ck_assert_int_eq(inj_thread_getregs(t, &b), 0);
+	raw = regs_of(t->tid);
+	ck_assert_mem_eq(&b, &raw, sizeof(raw));
+
+	ck_assert_int_eq(inj_process_resume(d.p), 0);
+	send(c, "later");
+	assert_exit0(finish(&d));
+}
+END_TEST
+
 /* A table that would pass OPTD_REGION_MAX_PIECES is refused and left as it was. */
 START_TEST(test_region_pieces_full)
 {
@@ -2098,6 +2220,53 @@ START_TEST(test_region_pieces_full)
 	    inj_region_move_part(&reg, 0x100000 + 20 * PG, 0x100000 + 21 * PG, 0x900000 + 20 * PG),
 	    -ENOSPC);
 	ck_assert_mem_eq(&reg, &before, sizeof(reg));
+}
+END_TEST
+
+/*
+ * ---- 11b. the break, from the maps alone ----
+ * place_break() against the kernel's own answer (a remote brk(0)), with the
+ * heap as the child left it, grown to a break inside a page, and empty. The
+ * heap's bytes are put back before the child runs again.
+ */
+START_TEST(test_break)
+{
+	struct drive d = {0};
+	struct inj_thread *t;
+	struct child *c;
+	uint64_t start_brk;
+	unsigned char *heap;
+	long orig = 0, res = 0;
+
+	t = read_child_stopped(&d, &c);
+	start_brk = stat_field(c->pid, 47);
+	ck_assert_int_eq(inj_syscall(t, SYS_brk, &orig, 0), 0);
+	ck_assert_uint_ge((uint64_t)orig, start_brk);
+	heap = malloc((uint64_t)orig - start_brk + 1);
+	ck_assert_ptr_nonnull(heap);
+	ck_assert_int_eq(inj_mem_read(d.p, start_brk, heap, (uint64_t)orig - start_brk), 0);
+
+	const uint64_t breaks[] = {(uint64_t)orig, (uint64_t)orig + 3 * PG + 100, start_brk,
+				   start_brk + 1, (uint64_t)orig};
+	for (size_t i = 0; i < ARRAY_SIZE(breaks); i++) {
+		struct maps *m;
+
+		ck_assert_int_eq(inj_syscall(t, SYS_brk, &res, (long)breaks[i]), 0);
+		ck_assert_int_eq(res, (long)breaks[i]);
+		m = maps_of(c->pid);
+		ck_assert_msg(place_break(m, start_brk) == ALIGN_UP(breaks[i], PG),
+			      "break %#" PRIx64 ": the maps say %#" PRIx64, breaks[i],
+			      place_break(m, start_brk));
+		if (breaks[i] == start_brk)
+			ck_assert_ptr_null(maps_find_kind(m, MAPS_HEAP));
+		maps_free(m);
+	}
+	ck_assert_int_eq(inj_mem_write(d.p, start_brk, heap, (uint64_t)orig - start_brk, NULL), 0);
+	free(heap);
+
+	ck_assert_int_eq(inj_process_resume(d.p), 0);
+	send(c, "later");
+	assert_exit0(finish(&d));
 }
 END_TEST
 
@@ -2332,6 +2501,7 @@ static Suite *remote_suite(void)
 	tcase_add_loop_test(stops, test_group_stop, 0, 2);
 	tcase_add_loop_test(stops, test_syscall_stop, 0, ARRAY_SIZE(syscall_cases));
 	tcase_add_loop_test(stops, test_seccomp_stop, 0, 4);
+	tcase_add_loop_test(stops, test_seccomp_foreign, 0, 2);
 	tcase_add_loop_test(stops, test_event_stop, 0, ARRAY_SIZE(event_cases));
 	tcase_add_loop_test(stops, test_swap_site, 0, 2);
 	tcase_add_loop_test(stops, test_sigtrap_kept, 0, 2);
@@ -2344,6 +2514,8 @@ static Suite *remote_suite(void)
 	tcase_add_loop_test(region, test_region, 0, 2);
 	tcase_add_test(region, test_region_pieces);
 	tcase_add_test(region, test_region_pieces_full);
+	tcase_add_test(region, test_break);
+	tcase_add_test(region, test_regs_cache);
 
 	tcase_add_loop_test(death, test_killed, 0, 2 * KILL_CASES);
 

@@ -75,6 +75,9 @@ static bool model_traced(const struct inj_guard_window *w, uint32_t arch, uint64
 {
 	if (arch != AUDIT_ARCH_X86_64 || (nr & __X32_SYSCALL_BIT))
 		return true;
+	if (w->tag && a[5] == w->tag &&
+	    (nr == __NR_munmap || nr == __NR_mprotect || nr == __NR_madvise || nr == __NR_mremap))
+		return false;
 	switch (nr) {
 	case __NR_mmap:
 	case __NR_munmap:
@@ -143,6 +146,9 @@ struct sc_case {
 /* Window 1: 64 KiB at 16 TiB, a part of the address space nothing uses. */
 #define S1 0x100000000000ULL
 #define E1 (S1 + 0x10000)
+/* Its tag, as optd makes them (each half below 2^31, odd), and one with both halves' top bits. */
+#define T1 0x1234567823456789ULL
+#define T2 0x9abcdef0f0123457ULL
 
 static const struct sc_case cases_w1[] = {
     C(__NR_getpid, ALLOWED, PID, 0),
@@ -221,6 +227,21 @@ static const struct sc_case cases_w1[] = {
     C(__NR_process_madvise, TRACED, ANY, -1, 0, 0, 0, 0),
     /* x32: traced whatever it asks (and -ENOSYS unless the kernel has x32) */
     C(X32_GETPID, TRACED, ANY, 0),
+    /* the tag: args[5] of munmap, mprotect, madvise and mremap, both halves */
+    C(__NR_munmap, ALLOWED, EXACT(0), S1, P, 0, 0, 0, T1),
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, 0, T1 ^ 1),
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, 0, T1 ^ (1ULL << 32)),
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, T1, 0),
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, 0, T1 << 32 | T1 >> 32),
+    C(__NR_mprotect, ALLOWED, EXACT(-ENOMEM), S1, P, PROT_READ, 0, 0, T1),
+    C(__NR_madvise, ALLOWED, EXACT(-ENOMEM), S1, P, MADV_NORMAL, 0, 0, T1),
+    C(__NR_mremap, ALLOWED, ANY, S1 - 2 * P, P, P, MM_FIXED, S1, T1),
+    C(__NR_mremap, TRACED, ANY, S1 - 2 * P, P, P, MM_FIXED, S1, T1 ^ (1ULL << 63)),
+    /* not for the others: mmap's args[5] is its offset (unaligned here: EINVAL) */
+    C(__NR_mmap, TRACED, EXACT(-EINVAL), S1, P, PROT_READ, NOREPLACE, -1, T1),
+    C(__NR_msync, TRACED, EXACT(-ENOMEM), S1, P, MS_ASYNC, 0, 0, T1),
+    C(__NR_pkey_mprotect, TRACED, EXACT(-ENOMEM), S1, P, PROT_READ, -1, 0, T1),
+    C(__NR_munmap, ALLOWED, EXACT(0), E1, P, 0, 0, 0, T1), /* outside: allowed anyway */
     C(__NR_getpid, ALLOWED, PID, S1, P),
 };
 
@@ -260,7 +281,20 @@ static const struct sc_case cases_w2[] = {
     C(__NR_shmat, TRACED, EXACT(-EINVAL), -1, E2 - 1, 0),
     C(__NR_shmat, ALLOWED, EXACT(-EINVAL), -1, E2, 0),
     C(__NR_shmat, ALLOWED, EXACT(-EINVAL), -1, 0x300000000, 0),
+    /* a tag whose halves both have their top bit */
+    C(__NR_munlock, TRACED, EXACT(-ENOMEM), S2, P, 0, 0, 0, T2),
+    C(__NR_munmap, ALLOWED, EXACT(0), S2, P, 0, 0, 0, T2),
+    C(__NR_munmap, TRACED, EXACT(0), S2, P, 0, 0, 0, T2 & 0xffffffff),
+    C(__NR_mremap, ALLOWED, ANY, S2 - 2 * P, P, 2 * P + 1, 0, 0, T2),
     C(__NR_getpid, ALLOWED, PID, S2, P),
+};
+
+/* Window 1 without a tag: args[5] is not looked at, 0 included. */
+static const struct sc_case cases_w1_untagged[] = {
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, 0, 0),
+    C(__NR_munmap, TRACED, EXACT(0), S1, P, 0, 0, 0, T1),
+    C(__NR_mremap, TRACED, ANY, S1 - 2 * P, P, P, MM_FIXED, S1, 0),
+    C(__NR_getpid, ALLOWED, PID, 0),
 };
 
 /* Window 1 again, with the heap known to start at its end: brk never reaches it. */
@@ -303,15 +337,21 @@ struct table {
 };
 
 static const struct table tables[] = {
-    {"w1", {S1, E1, 0}, S1 - (16 << 20), E1 + (16 << 20), cases_w1, ARRAY_SIZE(cases_w1)},
-    {"w2", {S2, E2, 0x100000000}, 0x0f0000000, 0x310000000, cases_w2, ARRAY_SIZE(cases_w2)},
+    {"w1", {S1, E1, 0, T1}, S1 - (16 << 20), E1 + (16 << 20), cases_w1, ARRAY_SIZE(cases_w1)},
+    {"w2", {S2, E2, 0x100000000, T2}, 0x0f0000000, 0x310000000, cases_w2, ARRAY_SIZE(cases_w2)},
     {"w1 heap above",
-     {S1, E1, E1},
+     {S1, E1, E1, T1},
      S1 - (16 << 20),
      E1 + (16 << 20),
      cases_w1_heap_above,
      ARRAY_SIZE(cases_w1_heap_above)},
-    {"w3", {S3, E3, 0}, 0, 0, cases_w3, ARRAY_SIZE(cases_w3)},
+    {"w3", {S3, E3, 0, 0}, 0, 0, cases_w3, ARRAY_SIZE(cases_w3)},
+    {"w1 untagged",
+     {S1, E1, 0, 0},
+     S1 - (16 << 20),
+     E1 + (16 << 20),
+     cases_w1_untagged,
+     ARRAY_SIZE(cases_w1_untagged)},
 };
 
 /* ---- the child ---- */
@@ -555,7 +595,7 @@ static void format_case(char *buf, size_t len, const struct sc_case *c)
 
 /*
  * Checks a finished run against the cases' expectations: exit status, one
- * stop per traced case and none for the others, data 0 in every stop, and
+ * stop per traced case and none for the others, optd's data in every stop, and
  * the results of the syscalls.
  */
 static void check_run(const struct table *t, const struct run *run, pid_t pid, long brk_now)
@@ -589,7 +629,7 @@ static void check_run(const struct table *t, const struct run *run, pid_t pid, l
 		}
 	}
 	for (size_t k = 0; k < run->n_stops; k++)
-		ck_assert_uint_eq(run->stops[k].ret_data, 0);
+		ck_assert_uint_eq(run->stops[k].ret_data, INJ_SECCOMP_DATA);
 	ck_assert_msg(run->unmatched == 0, "%s: %zu stops match no case", t->name, run->unmatched);
 	ck_assert_msg(bad == 0, "%s: %d mismatches (listed above)", t->name, bad);
 }
@@ -627,12 +667,12 @@ static void check_brk_cases_harmless(const struct table *t)
 START_TEST(test_bad_windows)
 {
 	static const struct inj_guard_window bad[] = {
-	    {S1, S1, 0},		 /* empty */
-	    {E1, S1, 0},		 /* reversed */
-	    {S1 + 1, E1, 0},		 /* start not page-aligned */
-	    {S1, E1 - 1, 0},		 /* end not page-aligned */
-	    {S1 + 0x800, E1 + 0x800, 0}, /* neither */
-	    {-P, 0, 0},			 /* end wrapped */
+	    {S1, S1, 0, 0},		    /* empty */
+	    {E1, S1, 0, T1},		    /* reversed */
+	    {S1 + 1, E1, 0, 0},		    /* start not page-aligned */
+	    {S1, E1 - 1, 0, 0},		    /* end not page-aligned */
+	    {S1 + 0x800, E1 + 0x800, 0, 0}, /* neither */
+	    {-P, 0, 0, 0},		    /* end wrapped */
 	};
 	struct sock_filter *insns = (struct sock_filter *)&insns;
 	size_t n = 12345;
@@ -648,18 +688,18 @@ END_TEST
 
 /* Windows for the random tests and the length bound: the usual, the odd and the extreme. */
 static const struct inj_guard_window windows[] = {
-    {S1, E1, 0},
-    {S2, E2, 0x100000000},
-    {S1, E1, E1},				 /* heap above: brk never traced */
-    {S1, E1, 0x555555554000},			 /* a PIE's heap: above too */
-    {0, 0x10000, 0},				 /* at 0: every brk traced */
-    {0x1000, 0x2000, 0},			 /* at 4096: brk(0) is the one break not traced */
-    {0x7fffffff0000, 0x800000010000, 0},	 /* across 2^47 */
-    {0xfffffffffff00000, 0xfffffffffffff000, 0}, /* the top: sums pass 2^64 often */
-    {0xffffffff00000000, 0xffffffff00001000, 0}, /* start's high word all ones */
-    {0x100000000, 0x200000000, 0},		 /* exactly a 4 GiB bank */
-    {0xfffff000, 0x100000000, 0},		 /* the last page below 4 GiB */
-    {0x100000000, 0x100001000, 0xfffff000},	 /* the first page above it */
+    {S1, E1, 0, T1},
+    {S2, E2, 0x100000000, T2},
+    {S1, E1, E1, 0},			    /* heap above: brk never traced */
+    {S1, E1, 0x555555554000, T1},	    /* a PIE's heap: above too */
+    {0, 0x10000, 0, 0},			    /* at 0: every brk traced */
+    {0x1000, 0x2000, 0, T2},		    /* at 4096: brk(0) is the one break not traced */
+    {0x7fffffff0000, 0x800000010000, 0, 0}, /* across 2^47 */
+    {0xfffffffffff00000, 0xfffffffffffff000, 0, T1}, /* the top: sums pass 2^64 often */
+    {0xffffffff00000000, 0xffffffff00001000, 0, 0},  /* start's high word all ones */
+    {0x100000000, 0x200000000, 0, T1},		     /* exactly a 4 GiB bank */
+    {0xfffff000, 0x100000000, 0, 0},		     /* the last page below 4 GiB */
+    {0x100000000, 0x100001000, 0xfffff000, T2},	     /* the first page above it */
 };
 
 START_TEST(test_length)
@@ -675,6 +715,15 @@ START_TEST(test_length)
 		ck_assert_uint_le(n, BPF_MAXINSNS);
 		/* The last instruction returns: the kernel checks that too. */
 		ck_assert_uint_eq(BPF_CLASS(insns[n - 1].code), BPF_RET);
+		free(insns);
+
+		/* What the tag costs. */
+		struct inj_guard_window other = windows[i];
+		size_t n_other = 0;
+		other.tag = windows[i].tag ? 0 : T1;
+		ck_assert_int_eq(inj_seccomp_build(&other, &insns, &n_other), 0);
+		ck_assert_uint_eq(windows[i].tag ? n : n_other,
+				  (windows[i].tag ? n_other : n) + INJ_SECCOMP_TAG_INSNS);
 		free(insns);
 	}
 }
@@ -865,6 +914,18 @@ static struct sc_case gen_case(const struct inj_guard_window *w, uint64_t heap)
 	default:
 		break;
 	}
+	/* args[5]: the tag, the tag with one half changed, or what the case put there. */
+	switch (rnd() % 8) {
+	case 0:
+	case 1:
+		a[5] = w->tag;
+		break;
+	case 2:
+		a[5] = w->tag ^ (1ULL << (rnd() % 64));
+		break;
+	default:
+		break;
+	}
 	c.traced = model_traced(w, AUDIT_ARCH_X86_64, (uint64_t)c.nr, a);
 	return c;
 }
@@ -922,7 +983,7 @@ START_TEST(test_int80)
 	    {.nr = CASE_INT80_GETPID, .traced = true, .expect = RES_PID},
 	    C(__NR_getpid, ALLOWED, PID, 1),
 	};
-	const struct table t = {"int80", {S1, E1, 0}, 0, 0, cases, ARRAY_SIZE(cases)};
+	const struct table t = {"int80", {S1, E1, 0, T1}, 0, 0, cases, ARRAY_SIZE(cases)};
 	struct run run;
 
 	if (!int80_works()) {
@@ -946,7 +1007,7 @@ END_TEST
  */
 START_TEST(test_kernel_budget)
 {
-	const struct inj_guard_window w = {S1, E1, 0};
+	const struct inj_guard_window w = {S1, E1, 0, T1};
 	struct sock_filter *insns = NULL;
 	struct sock_fprog prog;
 	long inherited = 0;

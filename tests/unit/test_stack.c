@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "copier.h"
+#include "maps.h"
 #include "mem.h"
 #include "process.h"
 #include "stack.h"
@@ -823,6 +824,109 @@ START_TEST(test_no_unwind_info)
 END_TEST
 
 /*
+ * ---- 5b. a synced unwinder keeps what it learnt while the code stays ----
+ * The copy (copyme, calling c, blocked in read) is translated code: the
+ * hook's calls tell whether libunwind still had its rows. _i: the build.
+ */
+
+static void same_frames(const struct inj_frame *f, size_t n, const struct inj_frame *g, size_t m)
+{
+	ck_assert_uint_eq(n, m);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_msg(
+		    f[i].ip == g[i].ip && f[i].sp == g[i].sp && f[i].ra_slot == g[i].ra_slot &&
+			f[i].signal_frame == g[i].signal_frame && f[i].guessed == g[i].guessed,
+		    "frame %zu differs", i);
+	}
+}
+
+static void sync_with(const struct inj_unwind_area *area)
+{
+	const struct maps *m = NULL;
+
+	ck_assert_int_eq(inj_process_maps(proc, &m), 0);
+	ck_assert_int_eq(inj_unwinder_sync(unw, m, area, area ? 1 : 0), 0);
+}
+
+static void restop(void)
+{
+	ck_assert_int_eq(inj_process_resume(proc), 0);
+	ck_assert_int_eq(inj_process_stop(proc), 0);
+}
+
+START_TEST(test_sync)
+{
+	const struct variant *v = &variants[_i];
+	struct inj_frame f[MAXF], g[MAXF];
+	struct inj_unwind_area area;
+	enum inj_stack_end end;
+	struct inj_thread *t;
+	size_t n, m, k;
+	unsigned calls;
+
+	copies_make();
+	spawn(stack_test_child_nocfi, _i);
+	wait_read(kid);
+	seize_stop();
+	t = thread_of(kid);
+	area = (struct inj_unwind_area){(uint64_t)(uintptr_t)copies.page,
+					(uint64_t)(uintptr_t)copies.page + PG, 1};
+	ck_assert_int_eq(inj_unwinder_set_translate(unw, translate, &copies), 0);
+
+	/* Unsynced, as the other tests walk: the reference. */
+	n = walk(t, f, &end, "unsynced");
+	ck_assert_msg(end == INJ_STACK_END_OUTERMOST, "end %s", inj_stack_end_name(end));
+	for (k = 0; k < n && !in_copy(f[k].ip, copies.me); k++)
+		;
+	ck_assert_uint_eq(k, 3);
+	ck_assert(frame_in(f, k + 1, (const void *)v->nocfi_caller));
+	check_slots(f, n, end);
+
+	/* Synced: the same frames. */
+	ck_assert_int_eq(inj_unwinder_flush(unw), 0);
+	sync_with(&area);
+	m = walk(t, g, &end, "synced");
+	same_frames(f, n, g, m);
+
+	/* Another stop, synced again, nothing moved: the rows are kept, the hook is not asked. */
+	restop();
+	sync_with(&area);
+	calls = copies.calls;
+	m = walk(t, g, &end, "synced again");
+	same_frames(f, n, g, m);
+	ck_assert_uint_eq(copies.calls, calls);
+
+	/* A walk after the target ran, without a sync, forgets first. */
+	restop();
+	calls = copies.calls;
+	m = walk(t, g, &end, "not synced after a run");
+	same_frames(f, n, g, m);
+	ck_assert_uint_gt(copies.calls, calls);
+
+	/* The same range with another key holds other code: forgotten. */
+	sync_with(&area);
+	m = walk(t, g, &end, "key 1");
+	area.key = 2;
+	sync_with(&area);
+	calls = copies.calls;
+	m = walk(t, g, &end, "key 2");
+	same_frames(f, n, g, m);
+	ck_assert_uint_gt(copies.calls, calls);
+
+	/* Something that is not that area where it was: forgotten too. */
+	sync_with(NULL);
+	calls = copies.calls;
+	m = walk(t, g, &end, "no area");
+	ck_assert_uint_gt(copies.calls, calls);
+
+	ck_assert_int_eq(inj_process_detach(proc), 0);
+	release(1);
+	finish();
+	ck_assert_int_eq(sh->result[0], ('A' + 1) + 1 + 1);
+}
+END_TEST
+
+/*
  * ---- 6. the target dies ----
  * _i: 0 killed while stopped; 1 the same, after a refused walk of the running
  * thread; 2 a zombie; 3 a zombie whose registers were saved for a remote call.
@@ -932,7 +1036,7 @@ START_TEST(test_timing)
 	static uint64_t ips[MAXT][MAXF];
 	size_t n[MAXT], un[MAXT], frames;
 	void *upts[MAXT];
-	double t0, cold, warm, nocache, upt_cold, upt_warm;
+	double t0, cold, warm, nocache, synced, upt_cold, upt_warm;
 	unw_addr_space_t as;
 
 	spawn(child_deep, 1);
@@ -951,6 +1055,12 @@ START_TEST(test_timing)
 	for (int r = 0; r < WARM_RUNS; r++)
 		walk_all(f, n);
 	warm = (now_us() - t0) / WARM_RUNS;
+	sync_with(NULL);
+	walk_all(f, n);
+	t0 = now_us();
+	for (int r = 0; r < WARM_RUNS; r++)
+		walk_all(f, n);
+	synced = (now_us() - t0) / WARM_RUNS;
 	inj_unwinder_set_page_cache(unw, false);
 	t0 = now_us();
 	for (int r = 0; r < WARM_RUNS; r++)
@@ -985,9 +1095,9 @@ START_TEST(test_timing)
 	unw_destroy_addr_space(as);
 
 	printf("stack walk of %zu threads, %zu frames: ours cold %.0f us, warm %.0f us "
-	       "(%.2f us/frame), warm without the page cache %.0f us; libunwind-ptrace "
-	       "(PEEKDATA) cold %.0f us, warm %.0f us\n",
-	       proc->nthreads, frames, cold, warm, warm / (double)frames, nocache, upt_cold,
+	       "(%.2f us/frame), synced %.0f us, warm without the page cache %.0f us; "
+	       "libunwind-ptrace (PEEKDATA) cold %.0f us, warm %.0f us\n",
+	       proc->nthreads, frames, cold, warm, warm / (double)frames, synced, nocache, upt_cold,
 	       upt_warm);
 	ck_assert_int_eq(inj_process_detach(proc), 0);
 	release(NDEEP);
@@ -1008,6 +1118,7 @@ static Suite *stack_suite(void)
 	tcase_add_loop_test(tc, test_signal_frame, 0, 2);
 	tcase_add_loop_test(tc, test_threads, 0, 2);
 	tcase_add_loop_test(tc, test_no_unwind_info, 0, 4);
+	tcase_add_loop_test(tc, test_sync, 0, 2);
 	tcase_add_loop_test(tc, test_gone, 0, 4);
 	tcase_add_test(tc, test_timing);
 	return s;
