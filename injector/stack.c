@@ -222,9 +222,9 @@ static int find_proc_info(struct walk *w, unw_addr_space_t as, uint64_t ip, unw_
 	if (!u->synced)
 		return _UPT_find_proc_info(as, ip, pi, need_unwind_info, u->upt);
 	m = module_of(u, ip);
+	/* Anonymous or unmapped code: libunwind-ptrace finds no file there either. */
 	if (!m)
-		return -UNW_ENOINFO; /* anonymous or unmapped code: libunwind-ptrace finds no file
-					either */
+		return -UNW_ENOINFO;
 	if (!m->upt) {
 		m->upt = _UPT_create(u->proc->pid);
 		if (!m->upt) {
