@@ -690,7 +690,7 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 	int64_t delta;
 	int r;
 
-	if (tg->rel && relocate_reach_part(tg->rel, old, old + size, &lo, &hi) < 0)
+	if (tg->rel && relocate_reach_part(tg->rel, reg, old, old + size, &lo, &hi) < 0)
 		lo = hi = 0;
 	/* Inside the newest window if there is room, so that no new filter is needed. */
 	r = g->n_windows

@@ -42,6 +42,13 @@ struct reloc_func {
 	struct copier_result *res;
 	struct inj_patch patch;
 	uint32_t plt_direct; /* calls through the PLT the copy makes directly */
+	uint64_t off;	     /* where the copy is in the code area's layout (dest at the start) */
+};
+
+/* A copy's outbound field that leads into the code area: key is the target's layout offset. */
+struct ref_entry {
+	uint64_t key;
+	uint32_t func;
 };
 
 struct text_buf {
@@ -99,7 +106,19 @@ struct relocation {
 	 */
 	uint8_t *image;
 	size_t image_len;
+	/*
+	 * For moves of a part: the copies by layout offset (indices into funcs),
+	 * and (into) every field of a copy that leads into the code area, by the
+	 * layout offset of its target. Both stay true wherever the pieces go. NULL:
+	 * not built (every copy is looked at).
+	 */
+	uint32_t *copies;
+	size_t n_copies;
+	struct ref_entry *into;
+	size_t n_into;
 };
+
+static void part_index_build(struct relocation *rel, uint64_t base, uint64_t used);
 
 static void count_refusal(struct relocation *rel, const char *reason)
 {
@@ -140,6 +159,8 @@ void relocation_free(struct relocation *rel)
 	free(rel->stats.refused);
 	free(rel->unwind.unsafe);
 	free(rel->image);
+	free(rel->copies);
+	free(rel->into);
 	relocation_free(rel->origin);
 	free(rel);
 }
@@ -1057,6 +1078,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 			continue;
 		}
 		f->dest = base + used;
+		f->off = used;
 		f->size = res->size;
 		used += ALIGN_UP(res->size, COPY_ALIGN);
 		copier_result_free(res);
@@ -1203,6 +1225,7 @@ int relocate_apply(struct target *tg, struct relocation *rel)
 		rel->stats.plt_direct += f->plt_direct;
 	}
 
+	part_index_build(rel, base, used);
 	/* The header in the target says how much of the code area is used. */
 	reg->hdr.code_used = used;
 	reg->hdr.generation++;
@@ -1303,6 +1326,8 @@ int relocate_unshare(struct relocation **relp)
 	c->origin = rel->origin ? rel->origin : rel;
 	c->origin->refs++; /* keeps the modules and texts the records point into */
 	c->image = NULL;
+	c->copies = NULL;
+	c->into = NULL;
 	c->n = 0; /* until the records are copied */
 	c->funcs = calloc(rel->n ? rel->n : 1, sizeof(*c->funcs));
 	c->stats.refused =
@@ -1315,6 +1340,14 @@ int relocate_unshare(struct relocation **relp)
 		goto fail;
 	if (rel->image)
 		memcpy(c->image, rel->image, rel->image_len);
+	if (rel->copies && !(c->copies = malloc((rel->n_copies ?: 1) * sizeof(*c->copies))))
+		goto fail;
+	if (rel->into && !(c->into = malloc((rel->n_into ?: 1) * sizeof(*c->into))))
+		goto fail;
+	if (rel->copies)
+		memcpy(c->copies, rel->copies, rel->n_copies * sizeof(*c->copies));
+	if (rel->into)
+		memcpy(c->into, rel->into, rel->n_into * sizeof(*c->into));
 	memcpy(c->stats.refused, rel->stats.refused,
 	       rel->stats.n_refused * sizeof(*c->stats.refused));
 	memcpy(c->unwind.unsafe, rel->unwind.unsafe,
@@ -1336,31 +1369,125 @@ fail:
 	return -ENOMEM;
 }
 
-int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t skip_end,
-		   uint64_t *ret_lo, uint64_t *ret_hi)
+static bool moved_in(uint64_t v, uint64_t lo, uint64_t hi)
 {
-	uint64_t lo = UINT64_MAX, hi = 0;
+	return v >= lo && v < hi;
+}
 
+static int cmp_ref(const void *a, const void *b)
+{
+	const struct ref_entry *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/*
+ * Builds rel->copies and rel->refs once the copies are in place (code area
+ * at base, used bytes). Without memory they stay NULL, and moves look at
+ * every copy.
+ */
+static void part_index_build(struct relocation *rel, uint64_t base, uint64_t used)
+{
+	size_t nc = 0, nr = 0;
+
+	free(rel->copies);
+	free(rel->into);
+	rel->copies = NULL;
+	rel->into = NULL;
 	for (size_t i = 0; i < rel->n; i++) {
-		const struct reloc_func *f = &rel->funcs[i];
-		if (!f->res)
-			continue;
-		/* The entry patch's jmp reaches the copy from the original. */
-		lo = f->fn->start < lo ? f->fn->start : lo;
-		hi = f->fn->end > hi ? f->fn->end : hi;
-		for (size_t k = 0; k < f->res->n_relocs; k++) {
-			const struct copier_reloc *c = &f->res->relocs[k];
-			if (c->target_kind == COPIER_TARGET_INTERNAL ||
-			    (c->target >= skip_start && c->target < skip_end))
-				continue;
-			lo = c->target < lo ? c->target : lo;
-			hi = c->target + 1 > hi ? c->target + 1 : hi;
-		}
+		const struct copier_result *res = rel->funcs[i].res;
+		nc += res != NULL;
+		for (size_t k = 0; res && k < res->n_relocs; k++)
+			nr += res->relocs[k].target_kind != COPIER_TARGET_INTERNAL &&
+			      moved_in(res->relocs[k].target, base, base + used);
 	}
-	if (lo >= hi)
-		return -ENOENT;
-	*ret_lo = lo;
-	*ret_hi = hi;
+	rel->copies = malloc((nc ?: 1) * sizeof(*rel->copies));
+	rel->into = malloc((nr ?: 1) * sizeof(*rel->into));
+	if (!rel->copies || !rel->into) {
+		free(rel->copies);
+		free(rel->into);
+		rel->copies = NULL;
+		rel->into = NULL;
+		return;
+	}
+	nc = nr = 0;
+	for (size_t i = 0; i < rel->n; i++) {
+		const struct copier_result *res = rel->funcs[i].res;
+		if (!res)
+			continue;
+		/* funcs is in layout order (pass 1 placed the copies in its order). */
+		rel->copies[nc++] = (uint32_t)i;
+		for (size_t k = 0; k < res->n_relocs; k++)
+			if (res->relocs[k].target_kind != COPIER_TARGET_INTERNAL &&
+			    moved_in(res->relocs[k].target, base, base + used))
+				rel->into[nr++] =
+				    (struct ref_entry){res->relocs[k].target - base, (uint32_t)i};
+	}
+	qsort(rel->into, nr, sizeof(*rel->into), cmp_ref);
+	rel->n_copies = nc;
+	rel->n_into = nr;
+}
+
+/*
+ * The copies that a move of the part [start, end) of the region (current
+ * addresses, in one piece) concerns: those in it, then those outside that
+ * refer into it, each once. *ret (malloc'd) gets indices into funcs; NULL
+ * with *ret_n 0 and 0 when there is no index (look at every copy).
+ * 0 or -ENOMEM.
+ */
+static int part_copies(const struct relocation *rel, const struct inj_region *reg, uint64_t start,
+		       uint64_t end, uint32_t **ret, size_t *ret_n)
+{
+	const struct optd_region_piece *pc = inj_region_piece_at(reg, start);
+	uint64_t ls, le;
+	size_t lo = 0, hi, n = 0, first;
+	uint32_t *v;
+	_cleanup_free_ uint8_t *seen = NULL;
+
+	*ret = NULL;
+	*ret_n = 0;
+	if (!rel->copies || !pc || pc->off + (start - pc->addr) < reg->hdr.code_offset)
+		return 0;
+	ls = pc->off + (start - pc->addr) - reg->hdr.code_offset;
+	le = ls + (end - start);
+	v = malloc((rel->n_copies + rel->n_into + 1) * sizeof(*v));
+	seen = calloc(rel->n ?: 1, 1);
+	if (!v || !seen) {
+		free(v);
+		return -ENOMEM;
+	}
+	/* In the part: a run of copies in layout order. */
+	hi = rel->n_copies;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rel->funcs[rel->copies[mid]].off < ls)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < rel->n_copies && rel->funcs[rel->copies[lo]].off < le; lo++) {
+		v[n++] = rel->copies[lo];
+		seen[rel->copies[lo]] = 1;
+	}
+	/* Outside, referring in. */
+	lo = 0;
+	hi = rel->n_into;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rel->into[mid].key < ls)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (first = lo; first < rel->n_into && rel->into[first].key < le; first++) {
+		uint32_t f = rel->into[first].func;
+		if (seen[f] || !rel->funcs[f].res)
+			continue;
+		seen[f] = 1;
+		v[n++] = f;
+	}
+	*ret = v;
+	*ret_n = n;
 	return 0;
 }
 
@@ -1370,13 +1497,19 @@ static void widen(uint64_t *lo, uint64_t *hi, uint64_t start, uint64_t end)
 	*hi = end > *hi ? end : *hi;
 }
 
-int relocate_reach_part(const struct relocation *rel, uint64_t start, uint64_t end,
-			uint64_t *ret_lo, uint64_t *ret_hi)
+int relocate_reach_part(const struct relocation *rel, const struct inj_region *reg, uint64_t start,
+			uint64_t end, uint64_t *ret_lo, uint64_t *ret_hi)
 {
 	uint64_t lo = UINT64_MAX, hi = 0;
+	_cleanup_free_ uint32_t *which = NULL;
+	size_t n;
+	int r;
 
-	for (size_t i = 0; i < rel->n; i++) {
-		const struct reloc_func *f = &rel->funcs[i];
+	r = part_copies(rel, reg, start, end, &which, &n);
+	if (r < 0)
+		return r;
+	for (size_t j = 0; j < (which ? n : rel->n); j++) {
+		const struct reloc_func *f = &rel->funcs[which ? which[j] : j];
 		bool inside;
 
 		if (!f->res)
@@ -1479,11 +1612,6 @@ static size_t rip_data_refs(struct target *tg, const struct func *fn, uint64_t *
 
 /* libgcc's struct object (gcc 12, x86-64): word offsets. */
 enum { OB_PC_BEGIN = 0, OB_U = 3, OB_S = 4, OB_NEXT = 5, OB_WORDS = 6 };
-
-static bool moved_in(uint64_t v, uint64_t lo, uint64_t hi)
-{
-	return v >= lo && v < hi;
-}
 
 /* libgcc's sorted vector of FDE pointers, and each one's pc_begin. */
 struct fde_sort {
@@ -1724,12 +1852,17 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 	uint64_t old_object = u->object;
 	struct dirty d = {0};
 	uint8_t *eh = NULL;
+	_cleanup_free_ uint32_t *which = NULL;
+	size_t n;
 	int r = 0;
 
 	if (!rel->image)
 		return 0;
-	for (size_t i = 0; i < rel->n && r == 0; i++) {
-		struct reloc_func *f = &rel->funcs[i];
+	/* The part is at its new place in the pieces already. */
+	r = part_copies(rel, reg, old_start + (uint64_t)delta, old_end + (uint64_t)delta, &which,
+			&n);
+	for (size_t j = 0; r == 0 && j < (which ? n : rel->n); j++) {
+		struct reloc_func *f = &rel->funcs[which ? which[j] : j];
 		bool moves;
 		int64_t off;
 

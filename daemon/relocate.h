@@ -11,6 +11,7 @@
 
 struct target;
 struct relocation;
+struct inj_region;
 
 enum relocate_mode {
 	RELOCATE_NONE = 0,
@@ -134,22 +135,14 @@ void relocation_free(struct relocation *rel);
 int relocate_unshare(struct relocation **relp);
 
 /*
- * The span of addresses the copies must reach with rel32/disp32 (their
- * outbound targets outside [skip_start, skip_end), the region, and the
- * originals whose entries jump to them). 0, or -ENOENT when nothing is
- * relocated.
+ * The span of addresses that the part [start, end) of the region reg (in
+ * one piece) must reach with rel32/disp32 to move alone: what the copies in
+ * the part refer to outside it, the originals whose entries jump into it,
+ * and the copies outside that refer into it. 0, -ENOMEM, or -ENOENT when
+ * nothing constrains the part.
  */
-int relocate_reach(const struct relocation *rel, uint64_t skip_start, uint64_t skip_end,
-		   uint64_t *ret_lo, uint64_t *ret_hi);
-
-/*
- * Like relocate_reach() for moving the part [start, end) of the region
- * alone: what the copies in the part refer to outside it, the originals
- * whose entries jump into it, and the copies outside that refer into it.
- * 0, or -ENOENT when nothing constrains the part.
- */
-int relocate_reach_part(const struct relocation *rel, uint64_t start, uint64_t end,
-			uint64_t *ret_lo, uint64_t *ret_hi);
+int relocate_reach_part(const struct relocation *rel, const struct inj_region *reg, uint64_t start,
+			uint64_t end, uint64_t *ret_lo, uint64_t *ret_hi);
 
 /*
  * Widens the page range [*lo, *hi) until no copy, and not the copies'

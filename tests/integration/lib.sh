@@ -352,15 +352,21 @@ expect_json() {
 
 # remove_new_perf_maps_at_exit: at exit, remove the /tmp/perf-PID.map files
 # that appeared since the call (relocated processes leave them for perf).
+# Tests that run at once (ctest -j) each hold a shared lock meanwhile, and
+# one removes maps only when it finds itself alone: a map never disappears
+# under another test that checks it. When others still run, the maps stay.
 remove_new_perf_maps_at_exit() {
 	shopt -s nullglob
 	PERF_MAPS_BEFORE=(/tmp/perf-*.map)
+	exec {PERF_LOCK_FD}>>/tmp/optd-tests-perf-maps.lock
+	flock -s "$PERF_LOCK_FD"
 	# cleanup takes the script's status from $?: keep it across the removal.
 	trap 'rc=$?; _remove_new_perf_maps; (exit "$rc"); cleanup' EXIT
 }
 
 _remove_new_perf_maps() {
 	local m old keep
+	flock -x -n "$PERF_LOCK_FD" || return 0
 	for m in /tmp/perf-*.map; do
 		keep=0
 		for old in "${PERF_MAPS_BEFORE[@]}"; do
