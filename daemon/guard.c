@@ -273,13 +273,12 @@ static int mm_moved(struct target *owner, uint64_t old, uint64_t size, int64_t d
 			struct inj_thread *t = o->proc->threads[i];
 			struct user_regs_struct regs;
 
-			if (t->zombie || t->stop == INJ_RUNNING ||
-			    inj_ptrace_getregs(t->tid, &regs) < 0)
+			if (t->zombie || t->stop == INJ_RUNNING || inj_thread_getregs(t, &regs) < 0)
 				continue;
 			if (regs.rip - old >= size)
 				continue;
 			regs.rip += (uint64_t)delta;
-			r = inj_ptrace_setregs(t->tid, &regs);
+			r = inj_thread_setregs(t, &regs);
 		}
 	}
 	return r;
@@ -727,7 +726,7 @@ static int move_part(struct target *tg, const struct rangeset *avoid, uint64_t o
 		if (regs.rip < old || regs.rip >= old + size)
 			continue;
 		regs.rip += (uint64_t)delta;
-		r = inj_ptrace_setregs(t->tid, &regs);
+		r = inj_thread_setregs(t, &regs);
 		if (r < 0)
 			return r;
 	}
@@ -1153,7 +1152,7 @@ static int fix_stale_thread(struct target *tg, struct inj_thread *t)
 	frames = malloc(MAX_FRAMES * sizeof(*frames));
 	if (!frames)
 		return -ENOMEM;
-	r = inj_ptrace_getregs(t->tid, &regs);
+	r = inj_thread_getregs(t, &regs);
 	if (r < 0)
 		return r;
 	r = inj_unwinder_new(tg->proc, &u);
@@ -1197,7 +1196,7 @@ static int fix_stale_thread(struct target *tg, struct inj_thread *t)
 		regs.rip = rip;
 		fixed++;
 	}
-	r = inj_ptrace_setregs(t->tid, &regs);
+	r = inj_thread_setregs(t, &regs);
 	if (r < 0)
 		return r;
 	if (missed || end != INJ_STACK_END_OUTERMOST)

@@ -1439,17 +1439,20 @@ static int part_copies(const struct relocation *rel, const struct inj_region *re
 		       uint64_t end, uint32_t **ret, size_t *ret_n)
 {
 	const struct optd_region_piece *pc = inj_region_piece_at(reg, start);
-	uint64_t ls, le;
+	uint64_t code = reg->hdr.code_offset, ls, le;
 	size_t lo = 0, hi, n = 0, first;
 	uint32_t *v;
 	_cleanup_free_ uint8_t *seen = NULL;
 
 	*ret = NULL;
 	*ret_n = 0;
-	if (!rel->copies || !pc || pc->off + (start - pc->addr) < reg->hdr.code_offset)
+	if (!rel->copies || !pc)
 		return 0;
-	ls = pc->off + (start - pc->addr) - reg->hdr.code_offset;
+	/* The part in the code area's layout (the header page before it holds no copy). */
+	ls = pc->off + (start - pc->addr);
 	le = ls + (end - start);
+	ls = ls > code ? ls - code : 0;
+	le = le > code ? le - code : 0;
 	v = malloc((rel->n_copies + rel->n_into + 1) * sizeof(*v));
 	seen = calloc(rel->n ?: 1, 1);
 	if (!v || !seen) {
@@ -1869,7 +1872,8 @@ int relocate_moved(struct target *tg, struct relocation *rel, uint64_t old_start
 		if (!f->res)
 			continue;
 		moves = moved_in(f->dest, old_start, old_end);
-		if (!moves && !refers_into(f->res, old_start, old_end))
+		/* Without the index, find the copies that refer into the part here. */
+		if (!moves && !which && !refers_into(f->res, old_start, old_end))
 			continue;
 		off = image_off(reg, rel, moves ? f->dest + (uint64_t)delta : f->dest, f->size);
 		if (off < 0) {

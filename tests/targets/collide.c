@@ -162,40 +162,39 @@ static void write_fd(int fd, const char *buf, size_t len)
 	}
 }
 
-static void __attribute__((format(printf, 1, 2))) emit(const char *fmt, ...)
+/* Writes one line, prefix then fmt, to fd with one write(2) per part. */
+static void vline(int fd, const char *prefix, const char *fmt, va_list ap)
 {
 	char line[512];
-	va_list ap;
-	int n;
+	int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
 
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
 	if (n < 0)
 		return;
 	if ((size_t)n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
-	write_fd(STDOUT_FILENO, line, (size_t)n);
+	if (prefix)
+		write_fd(fd, prefix, strlen(prefix));
+	write_fd(fd, line, (size_t)n);
+}
+
+static void __attribute__((format(printf, 1, 2))) emit(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vline(STDOUT_FILENO, NULL, fmt, ap);
+	va_end(ap);
 }
 
 /* A setup failure: said on stderr, and the exit status becomes 2. */
 static void __attribute__((format(printf, 1, 2))) setup_error(const char *fmt, ...)
 {
-	char line[512];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+	vline(STDERR_FILENO, "collide: ", fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	write_fd(STDERR_FILENO, "collide: ", 9);
-	write_fd(STDERR_FILENO, line, (size_t)n);
 	setup_failed = 1;
 }
 
